@@ -1,0 +1,64 @@
+"""The ``doseradiomics`` command.
+
+Each subcommand lives with the code it drives: a module listed in ``COMMAND_MODULES`` exposes
+``register_cli(subparsers)``, which adds its parser and sets ``func`` to a callable taking the parsed
+arguments and returning an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import DoseRadiomicsError
+
+# In the order ``--help`` lists them: one patient, then cohort work, then models.
+COMMAND_MODULES = [
+    "DoseRadiomicsLib.pipeline",    # extract
+    "DoseRadiomicsLib.synth",       # synth
+    "DoseRadiomicsLib.cohort",      # cohort-extract
+    "DoseRadiomicsLib.training",    # train
+    "DoseRadiomicsLib.prediction",  # predict
+    "DoseRadiomicsLib.report",      # report
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doseradiomics",
+        description="2D radiomics of the planning CT and 2D dosiomics of the RT dose on the largest "
+                    "tumour cross-section (Zhang et al. 2025), from one patient to a cohort and a model.",
+    )
+    parser.add_argument("--version", action="version", version=f"DoseRadiomics {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a command not built yet in this checkout
+                continue
+            raise
+        module.register_cli(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DoseRadiomicsError as exc:
+        print(f"doseradiomics {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"doseradiomics {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Checks that the scientific stack can produce the paper's feature set.
+
+pyradiomics' LBP3D filter calls ``scipy.special.sph_harm``, removed in SciPy 1.17; pyradiomics then
+logs a warning and yields no LBP features at all. We check for it up front and say why.
+``python -m DoseRadiomicsLib.environment --check`` runs the checks (the Makefile does after setup).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import ExtractionError
+
+
+def library_versions() -> dict:
+    """Versions of the libraries whose behaviour decides the features and models."""
+    out = {"python": sys.version.split()[0]}
+    for name, module in [("DoseRadiomics", "DoseRadiomicsLib"), ("pyradiomics", "radiomics"),
+                         ("SimpleITK", "SimpleITK"), ("numpy", "numpy"), ("scipy", "scipy"),
+                         ("PyWavelets", "pywt"), ("pydicom", "pydicom"), ("scikit-learn", "sklearn"),
+                         ("statsmodels", "statsmodels"), ("lifelines", "lifelines")]:
+        try:
+            mod = importlib.import_module(module)
+            out[name] = getattr(mod, "__version__", None) or getattr(mod, "Version", lambda: "?")()
+        except Exception:  # noqa: BLE001 - a missing optional library is reported, not fatal here
+            out[name] = None
+    return out
+
+
+def check_lbp3d_support() -> None:
+    """Raise ExtractionError if pyradiomics' LBP3D filter cannot run in this environment."""
+    try:
+        import scipy.special
+        import trimesh  # noqa: F401  (LBP3D's icosphere)
+    except ImportError as exc:
+        raise ExtractionError(f"LBP3D needs scipy and trimesh: {exc}",
+                              hint="install them: pip install 'scipy<1.17' trimesh") from exc
+    if not hasattr(scipy.special, "sph_harm"):
+        raise ExtractionError(
+            f"SciPy {scipy.__version__} has no scipy.special.sph_harm, so pyradiomics' LBP3D filter "
+            "silently yields no features",
+            hint="install SciPy < 1.17 (pip install 'scipy<1.17'), or use a configuration without LBP3D")
+
+
+def check_pyradiomics() -> None:
+    try:
+        import radiomics  # noqa: F401
+    except ImportError as exc:
+        raise ExtractionError(
+            "pyradiomics cannot be imported",
+            hint="build it with: pip install numpy versioneer wheel setuptools && "
+                 "pip install --no-build-isolation pyradiomics") from exc
+
+
+def main(argv=None) -> int:
+    check_pyradiomics()
+    check_lbp3d_support()
+    for k, v in library_versions().items():
+        print(f"{k:14s} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

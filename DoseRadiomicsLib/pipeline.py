@@ -1,0 +1,363 @@
+"""One patient from files to features: read, align, find the slice, build the ROIs, extract.
+
+``doseradiomics extract`` is this module's command. The same steps are exposed one by one
+(:func:`extract_rois` for ROIs built elsewhere, e.g. in Slicer) so that no caller re-implements them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import __version__
+from .crosssection import CrossSection, largest_cross_section
+from .errors import DoseRadiomicsError
+from .extraction import FeatureExtractor, canonical_json, parameter_file
+from .rois import GTV, SliceROIs, make_rois, roi_modality
+
+DIAGNOSTIC_PREFIX = "diag__"
+ROI_SEPARATOR = "__"
+AXES = {"axial": 2, "coronal": 1, "sagittal": 0, "2": 2, "1": 1, "0": 0, "k": 2, "j": 1, "i": 0}
+
+
+@dataclass
+class ExtractionOptions:
+    """Everything besides the input files that decides the features (and so the settings hash)."""
+
+    isodose_gy: tuple = (50.0,)
+    isodose_touching_gtv: bool = False
+    axis: int = 2
+    config: str = "paper"
+    ct_params: str | None = None     # overrides the configuration's CT parameter file
+    dose_params: str | None = None   # overrides the configuration's dose parameter file
+    transform: str | None = None     # ITK transform file, CT -> dose frame, when frames differ
+    register: bool = False           # rigid registration when frames differ and no transform
+
+    def __post_init__(self):
+        self.isodose_gy = tuple(float(x) for x in self.isodose_gy)
+
+    def parameter_paths(self) -> dict:
+        return {"CT": Path(self.ct_params) if self.ct_params else parameter_file(self.config, "CT"),
+                "dose": Path(self.dose_params) if self.dose_params else parameter_file(self.config, "dose")}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["isodose_gy"] = list(self.isodose_gy)
+        return d
+
+
+@dataclass
+class PatientInputs:
+    """The files of one patient."""
+
+    patient_id: str
+    ct: str
+    dose: str
+    gtv: str
+    gtv_name: str | None = None
+    gtv_label: int | None = None
+    dose_unit: str | None = None
+
+
+@dataclass
+class PatientResult:
+    patient_id: str
+    features: "OrderedDict[str, float]"
+    record: dict
+    rois: SliceROIs | None = field(default=None, repr=False)
+    dose_on_ct: sitk.Image | None = field(default=None, repr=False)
+
+
+@lru_cache(maxsize=8)
+def _extractor(path: str) -> FeatureExtractor:
+    return FeatureExtractor(path)
+
+
+def extractors(options: ExtractionOptions) -> dict:
+    """The CT and dose feature extractors of ``options`` (cached per parameter file)."""
+    return {m: _extractor(str(p.resolve())) for m, p in options.parameter_paths().items()}
+
+
+def options_settings_hash(options: ExtractionOptions) -> str:
+    """A short hash of everything that decides feature values; models refuse features of another."""
+    import radiomics
+
+    ex = extractors(options)
+    payload = {
+        "ct_parameters": ex["CT"].parameters,
+        "dose_parameters": ex["dose"].parameters,
+        "isodose_gy": list(options.isodose_gy),
+        "isodose_touching_gtv": options.isodose_touching_gtv,
+        "axis": options.axis,
+        "pyradiomics": radiomics.__version__,
+    }
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
+
+
+def feature_columns(columns) -> list:
+    """The feature columns (``<ROI>__<feature>``) among ``columns``, in their order."""
+    return [c for c in columns if ROI_SEPARATOR in c and not c.startswith(DIAGNOSTIC_PREFIX)
+            and c not in ("patient_id", "settings_hash")]
+
+
+def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | None = None,
+                 progress=None) -> "OrderedDict[str, float]":
+    """pyradiomics features of every ROI of ``rois``: ``<ROI>__<feature>`` -> value."""
+    ex = extractors(options)
+    row: "OrderedDict[str, float]" = OrderedDict()
+    for name, mask in rois.masks.items():
+        modality = roi_modality(name)
+        if progress:
+            progress(f"extracting {name} on the {modality} slice")
+        feats = ex[modality].extract(rois.image_for(name), mask, roi=name, patient=patient)
+        for k, v in feats.items():
+            row[f"{name}{ROI_SEPARATOR}{k}"] = v
+    return row
+
+
+def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.0,)) -> "OrderedDict[str, float]":
+    """Dose-volume figures of the whole (3D) GTV: mean, min, max, D98, D95, D50, D2 in Gy, V<iso> in %."""
+    dose = sitk.GetArrayViewFromImage(dose_on_ct)[sitk.GetArrayViewFromImage(gtv) != 0].astype(float)
+    out: "OrderedDict[str, float]" = OrderedDict()
+    out["GTV_dose_mean_Gy"] = float(dose.mean())
+    out["GTV_dose_min_Gy"] = float(dose.min())
+    out["GTV_dose_max_Gy"] = float(dose.max())
+    # Dx: the dose received by at least x % of the volume = the (100 - x)th percentile.
+    for x in (98, 95, 50, 2):
+        out[f"GTV_D{x}_Gy"] = float(np.percentile(dose, 100 - x))
+    for t in isodose_gy:
+        out[f"GTV_V{t:g}Gy_pct"] = float(100.0 * (dose >= t).mean())
+    return out
+
+
+def _diagnostics(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float) -> "OrderedDict":
+    d: "OrderedDict[str, float]" = OrderedDict()
+    d["slice_axis"] = section.axis
+    d["slice_index"] = section.index
+    d["slice_position_mm"] = section.position_mm
+    for name, area in rois.areas_mm2().items():
+        d[f"{name}_area_mm2"] = area
+    dose = sitk.GetArrayViewFromImage(rois.dose)
+    for name, mask in rois.masks.items():
+        if roi_modality(name) == "dose":
+            d[f"{name}_slice_dose_mean_Gy"] = float(dose[sitk.GetArrayViewFromImage(mask) != 0].mean())
+    d.update(dose_stats)
+    d["GTV_dose_grid_coverage"] = coverage
+    return OrderedDict((DIAGNOSTIC_PREFIX + k, float(v)) for k, v in d.items())
+
+
+def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = None,
+                    progress=None, keep_images: bool = False) -> PatientResult:
+    """Read the patient's files, align the dose, choose the slice, build the ROIs and extract.
+
+    ``progress`` is called with one line per stage. Errors are DoseRadiomicsError subclasses that
+    name the patient and the file.
+    """
+    from .alignment import align_dose_to_ct
+    from .readers import read_ct, read_dose, read_gtv
+
+    options = options or ExtractionOptions()
+    pid = inputs.patient_id
+    say = progress or (lambda _msg: None)
+    timings: "OrderedDict[str, float]" = OrderedDict()
+    t0 = time.perf_counter()
+
+    def lap(stage):
+        nonlocal t0
+        now = time.perf_counter()
+        timings[stage] = round(now - t0, 4)
+        t0 = now
+
+    try:
+        say(f"[{pid}] reading CT {inputs.ct}")
+        ct = read_ct(inputs.ct, patient=pid)
+        say(f"[{pid}] reading dose {inputs.dose}")
+        dose = read_dose(inputs.dose, unit=inputs.dose_unit, patient=pid)
+        say(f"[{pid}] reading GTV {inputs.gtv}" + (f" ({inputs.gtv_name})" if inputs.gtv_name else ""))
+        gtv = read_gtv(inputs.gtv, ct.image, name=inputs.gtv_name, label=inputs.gtv_label, patient=pid)
+        lap("read")
+        say(f"[{pid}] aligning dose to CT")
+        dose_on_ct, alignment = align_dose_to_ct(ct, dose, gtv=gtv, transform=options.transform,
+                                                 register=options.register, patient=pid)
+        lap("align")
+        section = largest_cross_section(gtv, axis=options.axis, patient=pid)
+        say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
+            f"GTV area {section.area_mm2:.1f} mm2")
+        rois = make_rois(ct.image, dose_on_ct, gtv, section, isodose_gy=options.isodose_gy,
+                         isodose_touching_gtv=options.isodose_touching_gtv, patient=pid)
+        dose_stats = gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
+        lap("slice_and_rois")
+        features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"))
+        lap("features")
+    except DoseRadiomicsError as exc:
+        raise exc.with_context(patient=pid)
+
+    row = _diagnostics(section, rois, dose_stats, float(alignment.get("gtv_dose_coverage", 1.0)))
+    row.update(features)
+    ex = extractors(options)
+    record = {
+        "patient_id": pid,
+        "doseradiomics_version": __version__,
+        "settings_hash": options_settings_hash(options),
+        "options": options.to_dict(),
+        "parameter_files": {m: str(p) for m, p in options.parameter_paths().items()},
+        "parameters": {m: e.parameters for m, e in ex.items()},
+        "expected_features_per_roi": {name: ex[roi_modality(name)].expected_count for name in rois.masks},
+        "inputs": asdict(inputs),
+        "ct": {"size": list(ct.image.GetSize()), "spacing": list(ct.image.GetSpacing()),
+               "origin": list(ct.image.GetOrigin()), "direction": list(ct.image.GetDirection()),
+               "frame_of_reference_uid": ct.frame_of_reference_uid, "details": ct.details},
+        "dose": {"size": list(dose.image.GetSize()), "spacing": list(dose.image.GetSpacing()),
+                 "frame_of_reference_uid": dose.frame_of_reference_uid, "details": dose.details},
+        "alignment": alignment,
+        "cross_section": section.to_dict(),
+        "roi_areas_mm2": rois.areas_mm2(),
+        "roi_pixels": rois.pixel_counts(),
+        "gtv_dose_statistics": dose_stats,
+        "timings_s": timings,
+    }
+    from .environment import library_versions
+    record["library_versions"] = library_versions()
+    return PatientResult(patient_id=pid, features=row, record=_jsonable(record), rois=rois,
+                         dose_on_ct=dose_on_ct if keep_images else None)
+
+
+def _jsonable(value):
+    """Make numpy scalars and tuples JSON-friendly (records are written as plain JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that a reader never sees half of it (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_features_csv(path: Path, rows: list) -> None:
+    """Write feature rows (dicts with identical keys) as CSV, full float precision."""
+    if not rows:
+        raise ValueError("no rows to write")
+    columns = list(rows[0].keys())
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
+    os.replace(tmp, path)
+
+
+def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> dict:
+    """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    row = OrderedDict([("patient_id", result.patient_id), ("settings_hash", result.record["settings_hash"])])
+    row.update(result.features)
+    paths = {"features": out / "features.csv", "record": out / "extraction.json"}
+    write_features_csv(paths["features"], [row])
+    atomic_write_text(paths["record"], json.dumps(result.record, indent=2))
+    if png and result.rois is not None:
+        from .render import render_slice_png
+        paths["png"] = out / "slice.png"
+        render_slice_png(result.rois, paths["png"], title=f"patient {result.patient_id}")
+    return paths
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_extraction_options(parser: argparse.ArgumentParser) -> None:
+    """The options that decide the features; shared by ``extract`` and ``cohort-extract``."""
+    g = parser.add_argument_group("ROIs and features")
+    g.add_argument("--isodose", type=float, nargs="+", default=[50.0], metavar="GY",
+                   help="isodose threshold(s) in Gy for the '<N>Gy-heat' ROIs (default: 50, as in the "
+                        "paper); several at once, e.g. --isodose 50 60")
+    g.add_argument("--isodose-touching-gtv", action="store_true",
+                   help="keep only the parts of each isodose region that touch the GTV on the slice")
+    g.add_argument("--axis", default="axial", choices=["axial", "coronal", "sagittal"],
+                   help="orientation of the cross-section: slices normal to the CT's k (axial), j or i "
+                        "image axis (default: axial)")
+    g.add_argument("--config", default="paper", choices=["paper", "2d"],
+                   help="'paper': the slice as a one-slice 3D image with 3D filters, 1,595 features per "
+                        "ROI, the paper's names; '2d': true 2D (force2D, shape2D, 2D wavelet, LBP2D)")
+    g.add_argument("--ct-params", metavar="YAML", help="pyradiomics parameter file for the CT ROI "
+                   "(overrides --config; bin width in HU)")
+    g.add_argument("--dose-params", metavar="YAML", help="pyradiomics parameter file for the dose ROIs "
+                   "(overrides --config; bin width in Gy)")
+    a = parser.add_argument_group("aligning the dose to the CT")
+    a.add_argument("--transform", metavar="TFM", help="ITK rigid transform file (.tfm/.h5) from the CT "
+                   "to the dose frame, when they do not share a frame of reference")
+    a.add_argument("--register", action="store_true", help="when the frames differ and no transform is "
+                   "given, register the dose to the CT rigidly (mutual information) and report the metric")
+
+
+def options_from_args(args) -> ExtractionOptions:
+    return ExtractionOptions(isodose_gy=tuple(args.isodose), isodose_touching_gtv=args.isodose_touching_gtv,
+                             axis=AXES[str(args.axis)], config=args.config, ct_params=args.ct_params,
+                             dose_params=args.dose_params, transform=args.transform, register=args.register)
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser(
+        "extract",
+        help="features of one patient: GTV on CT, GTV-heat and isodose ROIs on the dose",
+        description="Reads the planning CT, the RT dose and the GTV; puts the dose on the CT grid; finds "
+                    "the slice where the GTV's area is largest; builds three ROIs on it (GTV on the CT, "
+                    "GTV-heat = the GTV on the dose map, <N>Gy-heat = dose >= N Gy); extracts pyradiomics "
+                    "features from each. Writes OUT/features.csv (one row), OUT/extraction.json (settings, "
+                    "versions, slice choice, alignment) and OUT/slice.png (what was measured).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    i = p.add_argument_group("inputs")
+    i.add_argument("--ct", required=True, help="planning CT: DICOM series folder, NRRD, NIfTI or MHA")
+    i.add_argument("--dose", required=True, help="RT dose: DICOM RTDOSE, or NRRD/NIfTI/MHA with --dose-unit")
+    i.add_argument("--dose-unit", choices=["Gy", "cGy"], help="unit of a non-DICOM dose file")
+    i.add_argument("--gtv", required=True, help="GTV: DICOM RTSTRUCT (with --gtv-name), a labelmap file "
+                   "(with --gtv-label) or a Slicer .seg.nrrd (with --gtv-name)")
+    i.add_argument("--gtv-name", help="ROI name in the RTSTRUCT, or segment name in a .seg.nrrd")
+    i.add_argument("--gtv-label", type=int, help="label value of the GTV in a labelmap (default: any non-zero)")
+    i.add_argument("--patient-id", help="identifier written in the outputs (default: the output folder name)")
+    add_extraction_options(p)
+    o = p.add_argument_group("output")
+    o.add_argument("--out", required=True, help="output folder")
+    o.add_argument("--no-png", action="store_true", help="skip slice.png")
+    o.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=run_extract)
+
+
+def run_extract(args) -> int:
+    started = time.perf_counter()
+    pid = args.patient_id or Path(args.out).resolve().name
+    inputs = PatientInputs(patient_id=pid, ct=args.ct, dose=args.dose, gtv=args.gtv, gtv_name=args.gtv_name,
+                           gtv_label=args.gtv_label, dose_unit=args.dose_unit)
+    say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = extract_patient(inputs, options_from_args(args), progress=say)
+    paths = write_patient_outputs(result, args.out, png=not args.no_png)
+    n = sum(1 for c in result.features if not c.startswith(DIAGNOSTIC_PREFIX))
+    say(f"[{pid}] {n} features from {len(result.rois.masks)} ROIs in {time.perf_counter() - started:.1f} s")
+    for w in result.record.get("alignment", {}).get("warnings", []):
+        print(f"[{pid}] warning: {w}", file=sys.stderr)
+    for kind, path in paths.items():
+        print(path)
+    return 0

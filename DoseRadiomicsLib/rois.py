@@ -1,0 +1,127 @@
+"""The paper's three regions of interest on the largest cross-section.
+
+- ``GTV``: the tumour on the CT slice;
+- ``GTV-heat``: the same pixels on the dose slice (the tumour region of the dose map);
+- ``<N>Gy-heat``: the pixels of the dose slice at or above N Gy (50 Gy in the paper); several
+  thresholds at once are allowed, optionally only the connected parts that touch the GTV.
+
+CT ROIs are measured on the CT slice, dose ROIs on the dose slice, which shares the CT grid.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .crosssection import CrossSection, extract_slice, pixel_area_mm2
+from .errors import ROIError
+
+GTV = "GTV"
+GTV_HEAT = "GTV-heat"
+# pyradiomics needs texture matrices with some extent; fewer pixels give meaningless features.
+MIN_ROI_PIXELS = 4
+
+
+def isodose_roi_name(gy: float) -> str:
+    """``50`` -> ``50Gy-heat``; ``52.5`` -> ``52.5Gy-heat``."""
+    value = float(gy)
+    text = f"{value:g}"
+    return f"{text}Gy-heat"
+
+
+def roi_modality(name: str) -> str:
+    """``"CT"`` for the GTV, ``"dose"`` for the dose-map ROIs."""
+    return "CT" if name == GTV else "dose"
+
+
+@dataclass
+class SliceROIs:
+    """The CT and dose slices of the largest cross-section and the masks of the ROIs on them."""
+
+    section: CrossSection
+    ct: sitk.Image
+    dose: sitk.Image
+    masks: "OrderedDict[str, sitk.Image]"
+    isodose_gy: tuple = (50.0,)
+
+    def image_for(self, roi: str) -> sitk.Image:
+        return self.ct if roi_modality(roi) == "CT" else self.dose
+
+    def pixel_counts(self) -> dict:
+        return {name: int(sitk.GetArrayViewFromImage(m).sum()) for name, m in self.masks.items()}
+
+    def areas_mm2(self) -> dict:
+        pixel = pixel_area_mm2(self.ct, 2)
+        return {name: n * pixel for name, n in self.pixel_counts().items()}
+
+
+def _mask_like(reference: sitk.Image, array: np.ndarray) -> sitk.Image:
+    out = sitk.GetImageFromArray(array.astype(np.uint8))
+    out.CopyInformation(reference)
+    return out
+
+
+def _touching(isodose: np.ndarray, gtv: np.ndarray) -> np.ndarray:
+    """Keep the connected components (8-connectivity in-plane) of ``isodose`` that overlap ``gtv``."""
+    labels = sitk.GetArrayFromImage(
+        sitk.ConnectedComponent(sitk.GetImageFromArray(isodose.astype(np.uint8)), True))
+    keep = np.unique(labels[(labels > 0) & gtv])
+    return np.isin(labels, keep) & (labels > 0)
+
+
+def make_rois(ct: sitk.Image, dose_on_ct: sitk.Image, gtv: sitk.Image, section: CrossSection,
+              isodose_gy=(50.0,), isodose_touching_gtv: bool = False,
+              patient: str | None = None, min_pixels: int = MIN_ROI_PIXELS) -> SliceROIs:
+    """Build the GTV, GTV-heat and isodose ROIs on ``section``.
+
+    ``dose_on_ct`` must already be on the CT grid (see :mod:`alignment`). Raises ROIError naming
+    the ROI when one is empty or smaller than ``min_pixels``.
+    """
+    for name, img in (("dose", dose_on_ct), ("GTV mask", gtv)):
+        if img.GetSize() != ct.GetSize() or not np.allclose(img.GetOrigin(), ct.GetOrigin(), atol=1e-3) \
+                or not np.allclose(img.GetSpacing(), ct.GetSpacing(), atol=1e-6):
+            raise ROIError(f"the {name} is not on the CT grid (size {img.GetSize()} vs {ct.GetSize()})",
+                           patient=patient, hint="align the dose to the CT first")
+    thresholds = tuple(float(t) for t in isodose_gy)
+    if not thresholds:
+        raise ROIError("at least one isodose threshold is needed", patient=patient)
+    if any(not np.isfinite(t) or t <= 0 for t in thresholds):
+        raise ROIError(f"isodose thresholds must be positive doses in Gy, got {list(thresholds)}",
+                       patient=patient)
+    ct_slice = extract_slice(ct, section)
+    dose_slice = sitk.Cast(extract_slice(dose_on_ct, section), sitk.sitkFloat32)
+    gtv_arr = sitk.GetArrayFromImage(extract_slice(gtv, section)) != 0
+    dose_arr = sitk.GetArrayViewFromImage(dose_slice)
+
+    masks: "OrderedDict[str, np.ndarray]" = OrderedDict()
+    masks[GTV] = gtv_arr
+    # The GTV's pixels on the dose map: same geometry, so the same mask, but pixels outside the
+    # dose grid (dose 0 there after resampling) carry no dose information.
+    masks[GTV_HEAT] = gtv_arr
+    for t in thresholds:
+        region = dose_arr >= t
+        if isodose_touching_gtv:
+            region = _touching(region, gtv_arr)
+        masks[isodose_roi_name(t)] = region
+
+    gtv_max = float(dose_arr[gtv_arr].max()) if gtv_arr.any() else 0.0
+    for name, arr in masks.items():
+        n = int(arr.sum())
+        if n == 0:
+            if name == GTV or name == GTV_HEAT:
+                raise ROIError(f"ROI {name} is empty on slice {section.index}", patient=patient)
+            raise ROIError(f"ROI {name} is empty: no pixel of slice {section.index} reaches "
+                           f"{name.split('Gy')[0]} Gy (maximum dose on the slice "
+                           f"{float(dose_arr.max()):.2f} Gy, in the GTV {gtv_max:.2f} Gy)",
+                           patient=patient,
+                           hint="check the dose units and alignment, or choose a lower --isodose")
+        if n < min_pixels:
+            raise ROIError(f"ROI {name} has {n} pixel(s) on slice {section.index}, fewer than the "
+                           f"{min_pixels} pyradiomics needs for meaningful texture features",
+                           patient=patient)
+    return SliceROIs(section=section, ct=ct_slice, dose=dose_slice,
+                     masks=OrderedDict((k, _mask_like(ct_slice, v)) for k, v in masks.items()),
+                     isodose_gy=thresholds)

@@ -1,0 +1,36 @@
+# Two commands on a fresh machine (python3 with venv and pip):
+#   make demo   -> builds .venv/ and runs the main job on the bundled patient
+#   make test   -> builds .venv/ and runs every test suite (what .ci/run calls)
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-output
+
+.PHONY: demo test venv benchmark clean
+
+venv: $(STAMP)
+
+# pyradiomics' sdist does not build in pip's isolated environment: give it
+# numpy and versioneer first, then build it without isolation.
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet numpy==2.4.6 versioneer==0.29 wheel setuptools
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.1.0
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m DoseRadiomicsLib.environment --check
+	touch $(STAMP)
+
+demo: $(STAMP)
+	bash Resources/demo.sh $(DEMO_OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/bench_extract.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)
