@@ -14,4 +14,287 @@ CONTRACT (implemented by the readers work; other modules rely on exactly this):
   rasterised), from a labelmap file (voxels == ``label``, default: any non-zero), or from a Slicer
   ``.seg.nrrd`` segment chosen by ``name``. Unknown names list the available ones in the error.
 - Every failure raises :class:`~DoseRadiomicsLib.errors.InputError` naming the patient and file.
+
+DICOM specifics (series sorting, RTDOSE geometry, contour rasterisation) live in
+:mod:`DoseRadiomicsLib.dicomrt`.
 """
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import dicomrt
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: File endings read with SimpleITK (lower case).
+IMAGE_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+#: Header keys (compared case-insensitively) a NRRD/MHA dose may declare its unit in.
+DOSE_UNIT_KEYS = ("dose_unit", "doseunits", "dose_units", "doseunit")
+#: Metadata key of a mask from :func:`read_gtv` holding its JSON report (source, warnings).
+GTV_REPORT_KEY = "DoseRadiomics_gtv_report"
+_SEGMENT_KEY = re.compile(r"^Segment(\d+)_(\w+)$")
+# Grids closer than this (relative to the spacing) count as the same grid.
+_GRID_TOLERANCE = 1e-4
+
+
+@dataclass
+class LoadedImage:
+    """An image read from disk: the SimpleITK image, where it came from, its DICOM frame of reference
+    (None for NRRD/NIfTI/MHA) and reader details (format, units, scaling, ...)."""
+
+    image: sitk.Image
+    path: str
+    frame_of_reference_uid: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+def _check_exists(path, what: str, patient) -> Path:
+    if path is None or str(path).strip() == "":
+        raise InputError(f"no {what} file given", patient=patient)
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"the {what} file does not exist", patient=patient, path=p)
+    if p.is_file() and p.stat().st_size == 0:
+        raise InputError(f"the {what} file is empty", patient=patient, path=p)
+    return p
+
+
+def _is_image_file(p: Path) -> bool:
+    return p.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _read_sitk(p: Path, what: str, patient) -> sitk.Image:
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+        raise InputError(f"the {what} cannot be read ({lines[-1] if lines else 'unknown error'})",
+                         patient=patient, path=p) from None
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3:
+        raise InputError(f"the {what} is {image.GetDimension()}D; a 3D image is needed", patient=patient, path=p)
+    return image
+
+
+def read_ct(path, patient=None) -> LoadedImage:
+    """Read the planning CT (HU) from a DICOM series folder or file, NRRD, NIfTI or MHA/MHD.
+
+    For DICOM, slices are ordered by ImagePositionPatient along the slice normal and rescale
+    slope/intercept are applied; ``frame_of_reference_uid`` is filled. A one-slice series is allowed.
+    """
+    p = _check_exists(path, "CT", patient)
+    if p.is_dir() or (not _is_image_file(p) and dicomrt.is_dicom_file(p)):
+        image, details = dicomrt.read_ct_series(p, patient=patient)
+        return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)
+    if not _is_image_file(p):
+        raise InputError("unknown CT file type", patient=patient, path=p,
+                         hint="give a DICOM series folder or file, or a .nrrd/.nii/.nii.gz/.mha/.mhd image")
+    image = _read_sitk(p, "CT", patient)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("the CT has several components per voxel; a scalar image is needed",
+                         patient=patient, path=p)
+    return LoadedImage(image, str(p), None, {"format": p.suffix.lstrip(".").upper()})
+
+
+def _unit_from_header(image: sitk.Image):
+    for key in image.GetMetaDataKeys():
+        if key.strip().lower() in DOSE_UNIT_KEYS:
+            return key, image.GetMetaData(key).strip()
+    return None, None
+
+
+def read_dose(path, unit=None, patient=None) -> LoadedImage:
+    """Read the RT dose as a float32 image in Gy.
+
+    DICOM RTDOSE: stored values x DoseGridScaling, DoseUnits GY/CGY converted, GridFrameOffsetVector
+    (relative or absolute) honoured, FrameOfReferenceUID kept. NRRD/NIfTI/MHA: the unit comes from
+    ``unit`` ("Gy"/"cGy") or a header key (``dose_unit``, ``DoseUnits``); both given must agree;
+    neither: InputError asking for --dose-unit. ``details`` has units, scaling, dose/summation type
+    and ``max_dose_gy``.
+    """
+    p = _check_exists(path, "dose", patient)
+    if p.is_dir():
+        raise InputError("the dose must be one file (DICOM RTDOSE, NRRD, NIfTI or MHA), not a folder",
+                         patient=patient, path=p)
+    if not _is_image_file(p):
+        if not dicomrt.is_dicom_file(p):
+            raise InputError("unknown dose file type", patient=patient, path=p,
+                             hint="give a DICOM RTDOSE or a .nrrd/.nii/.nii.gz/.mha/.mhd dose in Gy or cGy")
+        image, details = dicomrt.read_rtdose(p, unit=unit, patient=patient)
+        return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)
+
+    image = _read_sitk(p, "dose", patient)
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("the dose has several components per voxel; a scalar image is needed",
+                         patient=patient, path=p)
+    key, header_unit = _unit_from_header(image)
+    if unit is None and header_unit is None:
+        raise InputError("the dose unit is not declared in the file", patient=patient, path=p,
+                         hint="pass --dose-unit Gy or --dose-unit cGy")
+    used = dicomrt.normalise_unit(unit if unit is not None else header_unit, patient, p)
+    if unit is not None and header_unit is not None and dicomrt.normalise_unit(header_unit, patient, p) != used:
+        raise InputError(f"the file declares {key}={header_unit} but {unit} was given",
+                         patient=patient, path=p, hint="drop --dose-unit or correct the file")
+    dose = sitk.Cast(image, sitk.sitkFloat64) * dicomrt.UNIT_TO_GY[used.upper()]
+    dose = sitk.Cast(dose, sitk.sitkFloat32)
+    values = sitk.GetArrayViewFromImage(dose)
+    details = {"format": p.suffix.lstrip(".").upper(), "original_units": header_unit, "unit_used": used,
+               "unit_source": "argument" if unit is not None else f"header key {key}",
+               "dose_grid_scaling": None, "dose_type": None, "dose_summation_type": None,
+               "max_dose_gy": float(values.max()), "min_dose_gy": float(values.min())}
+    return LoadedImage(dose, str(p), None, details)
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    if a.GetSize() != b.GetSize():
+        return False
+    spacing = np.asarray(b.GetSpacing())
+    return (np.allclose(a.GetSpacing(), spacing, rtol=_GRID_TOLERANCE)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=_GRID_TOLERANCE * spacing.min())
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=_GRID_TOLERANCE))
+
+
+def _binary_on_reference(binary: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """A 0/1 UInt8 mask moved onto the reference grid (nearest neighbour, 0 outside)."""
+    binary = sitk.Cast(binary, sitk.sitkUInt8)
+    if _same_grid(binary, reference):
+        out = sitk.Image(binary)
+        out.CopyInformation(reference)
+        return out
+    return sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def _segments(image: sitk.Image) -> list[dict]:
+    """Segments described in a Slicer .seg.nrrd header: name, label value, layer."""
+    found: dict[int, dict] = {}
+    for key in image.GetMetaDataKeys():
+        m = _SEGMENT_KEY.match(key)
+        if m:
+            found.setdefault(int(m.group(1)), {})[m.group(2)] = image.GetMetaData(key)
+    layers = image.GetNumberOfComponentsPerPixel()
+    segments = []
+    for index in sorted(found):
+        seg = found[index]
+        # Files written before Slicer 4.11 have no LabelValue/Layer: one layer per segment, value 1.
+        layer = int(seg.get("Layer", index if layers > 1 else 0))
+        segments.append({"index": index, "name": seg.get("Name", f"Segment_{index}").strip(),
+                         "label": int(seg.get("LabelValue", 1)), "layer": layer})
+    return segments
+
+
+def _read_segmentation(p: Path, image: sitk.Image, reference: sitk.Image, name, label, patient):
+    segments = _segments(image)
+    names = ", ".join(repr(s["name"]) for s in segments)
+    if name is not None:
+        chosen = [s for s in segments if s["name"].casefold() == str(name).strip().casefold()]
+        if not chosen:
+            raise InputError(f"no segment named '{name}'; available: {names}", patient=patient, path=p,
+                             hint="pass one of the available names as --gtv-name")
+    elif label is not None:
+        chosen = [s for s in segments if s["label"] == int(label)]
+        if not chosen:
+            raise InputError(f"no segment with label value {label}; segments: {names}", patient=patient, path=p)
+    elif len(segments) == 1:
+        chosen = segments
+    else:
+        raise InputError("the segmentation holds several segments; say which one is the GTV",
+                         patient=patient, path=p, hint=f"pass --gtv-name, one of: {names}")
+    if len(chosen) > 1:
+        raise InputError(f"{len(chosen)} segments match ({', '.join(s['name'] for s in chosen)})",
+                         patient=patient, path=p, hint="pass --gtv-name with a unique segment name")
+    seg = chosen[0]
+    layers = image.GetNumberOfComponentsPerPixel()
+    if seg["layer"] >= layers:
+        raise InputError(f"segment '{seg['name']}' is on layer {seg['layer']} but the file has {layers}",
+                         patient=patient, path=p)
+    layer = image if layers == 1 else sitk.VectorIndexSelectionCast(image, seg["layer"])
+    binary = sitk.Cast(layer == seg["label"], sitk.sitkUInt8)
+    return binary, {"source": "segmentation", "segment": seg["name"], "label": seg["label"],
+                    "layer": seg["layer"]}
+
+
+def _read_labelmap(p: Path, image: sitk.Image, label, patient):
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("the labelmap has several components per voxel", patient=patient, path=p,
+                         hint="give a scalar labelmap or a Slicer .seg.nrrd")
+    if label is None:
+        binary = image != 0
+    else:
+        binary = image == int(label)
+        if not sitk.GetArrayViewFromImage(binary).any():
+            present = np.unique(sitk.GetArrayViewFromImage(image))
+            present = [int(v) for v in present if v != 0][:20]
+            raise InputError(f"no voxel has label {label}; labels present: {present or 'none'}",
+                             patient=patient, path=p, hint="pass one of them as --gtv-label")
+    return sitk.Cast(binary, sitk.sitkUInt8), {"source": "labelmap", "label": label}
+
+
+def _reference_frame(reference):
+    if isinstance(reference, LoadedImage):
+        return reference.image, reference.frame_of_reference_uid
+    if isinstance(reference, sitk.Image):
+        frame = None
+        if dicomrt.FRAME_OF_REFERENCE_KEY in reference.GetMetaDataKeys():
+            frame = reference.GetMetaData(dicomrt.FRAME_OF_REFERENCE_KEY).strip() or None
+        return reference, frame
+    raise TypeError("reference must be a LoadedImage or a SimpleITK image")
+
+
+def read_gtv(path, reference, name=None, label=None, patient=None) -> sitk.Image:
+    """The GTV as a UInt8 0/1 mask on the grid of ``reference`` (the CT, LoadedImage or sitk.Image).
+
+    - DICOM RTSTRUCT: the ROI named ``name`` (case-insensitive), contours rasterised onto the CT
+      slices (even-odd rule: inner contours are holes); its frame of reference must be the CT's.
+    - Slicer ``.seg.nrrd``: the segment named ``name`` (``Segment<N>_Name/LabelValue/Layer``).
+    - Labelmap (NRRD/NIfTI/MHA): voxels == ``label`` (default any non-zero).
+    Masks on another grid are resampled nearest-neighbour onto the reference. An empty result is an
+    InputError. The mask's metadata key :data:`GTV_REPORT_KEY` holds a JSON report (source,
+    warnings such as contours off the CT grid); :func:`gtv_report` decodes it.
+    """
+    ref_image, ref_frame = _reference_frame(reference)
+    p = _check_exists(path, "GTV", patient)
+    if p.is_dir():
+        raise InputError("the GTV must be one file (RTSTRUCT, labelmap or .seg.nrrd), not a folder",
+                         patient=patient, path=p)
+    if not _is_image_file(p):
+        if not dicomrt.is_dicom_file(p):
+            raise InputError("unknown GTV file type", patient=patient, path=p,
+                             hint="give a DICOM RTSTRUCT, a labelmap (.nrrd/.nii/.nii.gz/.mha) or a .seg.nrrd")
+        mask, report = dicomrt.rasterise_rtstruct(p, ref_image, name=name, reference_frame_uid=ref_frame,
+                                                  patient=patient)
+        report = {"source": "RTSTRUCT", **report}
+    else:
+        image = _read_sitk(p, "GTV", patient)
+        is_segmentation = p.name.lower().endswith(".seg.nrrd") or any(
+            _SEGMENT_KEY.match(k) for k in image.GetMetaDataKeys())
+        if is_segmentation:
+            binary, report = _read_segmentation(p, image, ref_image, name, label, patient)
+        else:
+            if name is not None and label is None:
+                log.info("%s: a labelmap has no names; '%s' ignored, any non-zero voxel is the GTV", p, name)
+            binary, report = _read_labelmap(p, image, label, patient)
+        report["resampled"] = not _same_grid(binary, ref_image)
+        report["warnings"] = []
+        mask = _binary_on_reference(binary, ref_image)
+        if not sitk.GetArrayViewFromImage(mask).any():
+            raise InputError("the GTV mask is empty on the CT grid", patient=patient, path=p,
+                             hint="the GTV lies outside the CT or the label/segment is empty")
+    mask.SetMetaData(GTV_REPORT_KEY, json.dumps(report))
+    return mask
+
+
+def gtv_report(mask: sitk.Image) -> dict:
+    """The report :func:`read_gtv` attached to its mask (empty dict if none)."""
+    if GTV_REPORT_KEY in mask.GetMetaDataKeys():
+        return json.loads(mask.GetMetaData(GTV_REPORT_KEY))
+    return {}

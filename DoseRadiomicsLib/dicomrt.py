@@ -1,0 +1,488 @@
+"""DICOM details behind :mod:`DoseRadiomicsLib.readers`: CT series, RTDOSE and RTSTRUCT.
+
+Geometry follows DICOM PS3.3 C.7.6.2 (Image Plane) and C.8.8.3 (RT Dose): the slice normal is
+row x column of ImageOrientationPatient, slices are ordered by ImagePositionPatient projected on that
+normal (never by file name), and RTDOSE frames sit at ImagePositionPatient + GridFrameOffsetVector
+along the normal. Everything here returns SimpleITK images plus plain dicts; the readers wrap them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: SimpleITK metadata key under which the CT keeps its FrameOfReferenceUID (DICOM tag 0020,0052).
+FRAME_OF_REFERENCE_KEY = "0020|0052"
+
+_RT_MODALITIES = {"RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "RTRECORD", "REG", "SEG", "SR", "PR"}
+_HEADER_TAGS = ["Modality", "SeriesInstanceUID", "SeriesDescription", "ImagePositionPatient",
+                "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
+                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns"]
+# Positions closer than this (mm) along the normal are "the same slice".
+_SAME_POSITION_MM = 1e-3
+
+
+def is_dicom_file(path: Path) -> bool:
+    """True if ``path`` is a file with the DICOM preamble (or at least parses as DICOM)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+        if len(head) == 132 and head[128:132] == b"DICM":
+            return True
+        pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Modality"])
+        return True
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError):
+        return False
+
+
+def read_header(path: Path, patient=None) -> pydicom.Dataset:
+    """The header of one DICOM file (no pixels), or InputError saying the file is not DICOM."""
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError) as exc:
+        raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
+
+
+def _orientation(ds, patient, path):
+    """Row and column direction cosines and the slice normal, as unit vectors."""
+    iop = ds.get("ImageOrientationPatient")
+    if iop is None or len(iop) != 6:
+        raise InputError("ImageOrientationPatient is missing or malformed", patient=patient, path=path)
+    row = np.asarray(iop[:3], float)
+    col = np.asarray(iop[3:], float)
+    row /= np.linalg.norm(row)
+    col /= np.linalg.norm(col)
+    if abs(float(row @ col)) > 1e-3:
+        raise InputError("ImageOrientationPatient rows and columns are not perpendicular",
+                         patient=patient, path=path)
+    return row, col, np.cross(row, col)
+
+
+def _direction_tuple(row, col, normal) -> tuple:
+    # SimpleITK wants the 3x3 direction matrix (columns = axis directions) flattened row by row.
+    return tuple(np.column_stack([row, col, normal]).ravel().tolist())
+
+
+def _pixel_spacing(ds, patient, path):
+    ps = ds.get("PixelSpacing")
+    if ps is None or len(ps) != 2 or min(float(v) for v in ps) <= 0:
+        raise InputError("PixelSpacing is missing or not positive", patient=patient, path=path)
+    # DICOM PixelSpacing is (between rows = y, between columns = x).
+    return float(ps[1]), float(ps[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# CT series
+# ----------------------------------------------------------------------------------------------
+
+def _image_headers(folder: Path):
+    """(path, header) of every DICOM image slice in ``folder`` (RT objects and non-DICOM skipped)."""
+    found = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file():
+            continue
+        try:
+            ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+        except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError):
+            continue
+        if str(ds.get("Modality", "")).upper() in _RT_MODALITIES:
+            continue
+        if ds.get("ImagePositionPatient") is None or ds.get("SeriesInstanceUID") is None:
+            continue
+        found.append((p, ds))
+    return found
+
+
+def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
+    """Read the CT series in a folder, or the series one DICOM file belongs to.
+
+    Slices are sorted by ImagePositionPatient along the slice normal; the spacing between slices
+    must be uniform (a missing slice is an error, not silently stretched). Rescale slope and
+    intercept are applied by GDCM. A one-slice series gets SpacingBetweenSlices or SliceThickness
+    as its z spacing. Returns the image and details (series UID, frame of reference, slice count).
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    if path.is_file():
+        own = read_header(path, patient)
+        modality = str(own.get("Modality", "")).upper()
+        if modality in _RT_MODALITIES:
+            raise InputError(f"this is a DICOM {modality} file, not a CT image",
+                             patient=patient, path=path, hint="give the CT series folder or one CT slice")
+        if own.get("ImagePositionPatient") is None:
+            raise InputError("DICOM file without ImagePositionPatient: not an image slice",
+                             patient=patient, path=path)
+        wanted = str(own.SeriesInstanceUID)
+    else:
+        wanted = None
+    headers = _image_headers(folder)
+    series: dict[str, list] = {}
+    for p, ds in headers:
+        series.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))
+    if wanted is None:
+        if not series:
+            raise InputError("no DICOM image slices found in this folder", patient=patient, path=path,
+                             hint="give the folder of the CT series, or a NRRD/NIfTI/MHA CT")
+        cts = {uid: s for uid, s in series.items()
+               if str(s[0][1].get("Modality", "")).upper() == "CT"} or series
+        if len(cts) > 1:
+            listing = "; ".join(f"{uid} ({len(s)} slices, '{s[0][1].get('SeriesDescription', '')}')"
+                                for uid, s in cts.items())
+            raise InputError(f"the folder holds {len(cts)} image series: {listing}",
+                             patient=patient, path=path,
+                             hint="give one file of the wanted series instead of the folder")
+        wanted = next(iter(cts))
+    slices = series[wanted]
+
+    row, col, normal = _orientation(slices[0][1], patient, slices[0][0])
+    for p, ds in slices[1:]:
+        r2, c2, _ = _orientation(ds, patient, p)
+        if abs(float(r2 @ row)) < 0.9999 or abs(float(c2 @ col)) < 0.9999:
+            raise InputError("slices of the series have different orientations", patient=patient, path=p)
+    positions = np.array([np.asarray(ds.ImagePositionPatient, float) for _, ds in slices])
+    along = positions @ normal
+    order = np.argsort(along, kind="stable")
+    slices = [slices[i] for i in order]
+    positions, along = positions[order], along[order]
+    steps = np.diff(along)
+    if steps.size and steps.min() < _SAME_POSITION_MM:
+        i = int(np.argmin(steps))
+        raise InputError(f"two slices at the same position ({slices[i][0].name}, {slices[i + 1][0].name})",
+                         patient=patient, path=folder,
+                         hint="the folder mixes acquisitions of one series; separate them")
+    if steps.size:
+        dz = float(np.median(steps))
+        if np.abs(steps - dz).max() > max(0.01, 0.01 * dz):
+            i = int(np.argmax(np.abs(steps - dz)))
+            raise InputError(f"uneven slice spacing: {steps[i]:.3f} mm between {slices[i][0].name} and "
+                             f"{slices[i + 1][0].name}, {dz:.3f} mm elsewhere (a slice missing?)",
+                             patient=patient, path=folder)
+        drift = positions[-1] - positions[0]
+        sideways = drift - (drift @ normal) * normal
+        if np.linalg.norm(sideways) > 0.01 * abs(float(drift @ normal)) + 0.01:
+            raise InputError("slices are shifted in-plane from one to the next (tilted gantry); not supported",
+                             patient=patient, path=folder, hint="resample the CT to an untilted grid first")
+    else:
+        ds0 = slices[0][1]
+        dz = float(ds0.get("SpacingBetweenSlices") or ds0.get("SliceThickness") or 1.0)
+        if dz <= 0:
+            dz = 1.0
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames([str(p) for p, _ in slices])
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(f"the CT slices cannot be decoded ({str(exc).strip().splitlines()[-1]})",
+                         patient=patient, path=path) from None
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    sx, sy = _pixel_spacing(slices[0][1], patient, slices[0][0])
+    # Set the geometry from the headers ourselves, so it is exactly what DICOM says.
+    image.SetSpacing((sx, sy, dz))
+    image.SetOrigin(tuple(positions[0].tolist()))
+    image.SetDirection(_direction_tuple(row, col, normal))
+    frame = slices[0][1].get("FrameOfReferenceUID")
+    frame = str(frame) if frame else None
+    if frame:
+        image.SetMetaData(FRAME_OF_REFERENCE_KEY, frame)
+    details = {"format": "DICOM", "series_instance_uid": wanted, "slices": len(slices),
+               "modality": str(slices[0][1].get("Modality", "")),
+               "series_description": str(slices[0][1].get("SeriesDescription", ""))}
+    return image, {"frame_of_reference_uid": frame, **details}
+
+
+# ----------------------------------------------------------------------------------------------
+# RTDOSE
+# ----------------------------------------------------------------------------------------------
+
+#: DoseUnits / unit names -> factor to Gy.
+UNIT_TO_GY = {"GY": 1.0, "CGY": 0.01}
+
+
+def normalise_unit(unit, patient=None, path=None) -> str:
+    """'Gy' or 'cGy' from any spelling; InputError for anything else (e.g. RELATIVE)."""
+    text = str(unit).strip().upper()
+    if text not in UNIT_TO_GY:
+        raise InputError(f"dose unit '{unit}' is not Gy or cGy", patient=patient, path=path,
+                         hint="DoseRadiomics needs absolute dose; pass --dose-unit Gy or cGy")
+    return "Gy" if text == "GY" else "cGy"
+
+
+def _uniform_frames(values: np.ndarray, offsets: np.ndarray):
+    """Linearly interpolate frames at non-uniform ``offsets`` onto a uniform grid (smallest step)."""
+    step = float(np.diff(offsets).min())
+    n = int(np.floor((offsets[-1] - offsets[0]) / step + 1e-6)) + 1
+    target = offsets[0] + step * np.arange(n)
+    hi = np.clip(np.searchsorted(offsets, target, side="right"), 1, len(offsets) - 1)
+    lo = hi - 1
+    w = ((target - offsets[lo]) / (offsets[hi] - offsets[lo])).clip(0, 1)[:, None, None]
+    return (values[lo] * (1 - w) + values[hi] * w), step
+
+
+def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
+    """Read a DICOM RTDOSE into a float32 image in Gy.
+
+    Dose = stored pixel value x DoseGridScaling (no DoseGridScaling: InputError, since the stored
+    integers have no physical meaning without it), converted from DoseUnits GY/CGY. A ``unit``
+    given by the user must agree with DoseUnits, or replaces it when DoseUnits is absent.
+    GridFrameOffsetVector may be relative (first value 0) or absolute (first value = z of
+    ImagePositionPatient); frames are sorted along the normal. Non-uniformly spaced frames are
+    linearly interpolated onto a uniform grid at the smallest spacing (recorded in the details).
+    """
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError) as exc:
+        raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
+    modality = str(ds.get("Modality", "")).upper()
+    if modality != "RTDOSE":
+        raise InputError(f"expected a DICOM RTDOSE, found modality '{modality}'", patient=patient, path=path)
+    if ds.get("DoseGridScaling") in (None, ""):
+        raise InputError("RTDOSE without DoseGridScaling: the stored values cannot be turned into Gy",
+                         patient=patient, path=path, hint="re-export the dose from the planning system")
+    scaling = float(ds.DoseGridScaling)
+    declared = ds.get("DoseUnits")
+    if declared:
+        file_unit = normalise_unit(declared, patient, path)
+        if unit is not None and normalise_unit(unit, patient, path) != file_unit:
+            raise InputError(f"the file declares DoseUnits {declared} but {unit} was given",
+                             patient=patient, path=path, hint="drop --dose-unit for DICOM doses")
+    elif unit is not None:
+        file_unit = normalise_unit(unit, patient, path)
+    else:
+        raise InputError("RTDOSE without DoseUnits", patient=patient, path=path,
+                         hint="pass --dose-unit Gy or cGy")
+    try:
+        stored = np.asarray(ds.pixel_array)
+    except Exception as exc:  # pydicom raises many types for absent/undecodable pixel data
+        raise InputError(f"the dose pixel data cannot be decoded ({exc})", patient=patient, path=path) from None
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    stored = stored.reshape(frames, int(ds.Rows), int(ds.Columns))
+
+    row, col, normal = _orientation(ds, patient, path)
+    if ds.get("ImagePositionPatient") is None:
+        raise InputError("RTDOSE without ImagePositionPatient", patient=patient, path=path)
+    ipp = np.asarray(ds.ImagePositionPatient, float)
+    sx, sy = _pixel_spacing(ds, patient, path)
+    gfov = ds.get("GridFrameOffsetVector")
+    offsets_form = "single frame"
+    resampled_from = None
+    if frames > 1:
+        if gfov is None or len(gfov) != frames:
+            raise InputError(f"GridFrameOffsetVector missing or not {frames} values long",
+                             patient=patient, path=path)
+        offsets = np.asarray([float(v) for v in gfov])
+        if abs(offsets[0]) < 1e-4:
+            offsets_form = "relative"
+        elif abs(offsets[0] - ipp[2]) < 1e-3:
+            offsets_form = "absolute"  # DICOM's second form: offsets are z positions
+            offsets = offsets - offsets[0]
+        else:
+            raise InputError(f"GridFrameOffsetVector starts at {offsets[0]}, neither 0 nor the z of "
+                             f"ImagePositionPatient ({ipp[2]})", patient=patient, path=path)
+        order = np.argsort(offsets, kind="stable")
+        offsets, stored = offsets[order], stored[order]
+        steps = np.diff(offsets)
+        if steps.min() < _SAME_POSITION_MM:
+            raise InputError("GridFrameOffsetVector repeats a position", patient=patient, path=path)
+        dz = float(np.median(steps))
+        values = stored.astype(np.float64) * scaling * UNIT_TO_GY[file_unit.upper()]
+        if np.abs(steps - dz).max() > 1e-3:
+            resampled_from = offsets.tolist()
+            values, dz = _uniform_frames(values, offsets)
+            log.warning("%s: non-uniform dose frame spacing resampled to %.3f mm", path, dz)
+        origin = ipp + normal * offsets[0]
+    else:
+        dz = float(ds.get("SliceThickness") or 1.0) or 1.0
+        values = stored.astype(np.float64) * scaling * UNIT_TO_GY[file_unit.upper()]
+        origin = ipp
+    image = sitk.GetImageFromArray(values.astype(np.float32))
+    image.SetSpacing((sx, sy, dz))
+    image.SetOrigin(tuple(origin.tolist()))
+    image.SetDirection(_direction_tuple(row, col, normal))
+    frame = ds.get("FrameOfReferenceUID")
+    frame = str(frame) if frame else None
+    details = {
+        "format": "DICOM RTDOSE",
+        "frame_of_reference_uid": frame,
+        "original_units": str(declared) if declared else None,
+        "unit_used": file_unit,
+        "dose_grid_scaling": scaling,
+        "dose_type": str(ds.get("DoseType", "")) or None,
+        "dose_summation_type": str(ds.get("DoseSummationType", "")) or None,
+        "grid_frame_offsets": offsets_form,
+        "frames": frames,
+        "max_dose_gy": float(values.max()),
+        "min_dose_gy": float(values.min()),
+    }
+    if resampled_from is not None:
+        details["frames_resampled_from_offsets_mm"] = resampled_from
+    return image, details
+
+
+# ----------------------------------------------------------------------------------------------
+# RTSTRUCT
+# ----------------------------------------------------------------------------------------------
+
+def rtstruct_rois(ds) -> list[dict]:
+    """ROIs of an RTSTRUCT dataset: number, name, frame of reference, contours (datasets)."""
+    contours = {}
+    for rc in ds.get("ROIContourSequence", []):
+        contours[str(rc.get("ReferencedROINumber"))] = list(rc.get("ContourSequence", []))
+    default_frame = None
+    for ref in ds.get("ReferencedFrameOfReferenceSequence", []):
+        if ref.get("FrameOfReferenceUID"):
+            default_frame = str(ref.FrameOfReferenceUID)
+            break
+    rois = []
+    for roi in ds.get("StructureSetROISequence", []):
+        number = str(roi.get("ROINumber"))
+        frame = roi.get("ReferencedFrameOfReferenceUID") or default_frame
+        rois.append({"number": number, "name": str(roi.get("ROIName", "")).strip(),
+                     "frame_of_reference_uid": str(frame) if frame else None,
+                     "contours": contours.get(number, [])})
+    return rois
+
+
+def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
+    """Even-odd scanline fill of polygons given in pixel-index coordinates (i, j) on an ny x nx slice.
+
+    A pixel is inside when its centre lies inside an odd number of the polygons, so a contour drawn
+    inside another on the same plane becomes a hole, as RTSTRUCT intends. Each edge crossing the row
+    of pixel centres toggles every pixel to its right; a cumulative sum gives the parity.
+    Edges are half-open in j (y0 <= j < y1), so a centre exactly on an edge is counted once.
+    """
+    out = np.zeros((ny, nx), bool)
+    if not polygons:
+        return out
+    starts = np.concatenate([np.asarray(p, float) for p in polygons])
+    ends = np.concatenate([np.roll(np.asarray(p, float), -1, axis=0) for p in polygons])
+    keep = starts[:, 1] != ends[:, 1]  # horizontal edges cross no row of centres
+    (x0, y0), (x1, y1) = starts[keep].T, ends[keep].T
+    ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
+    first = np.ceil(ylo).astype(np.int64)
+    count = np.maximum(np.ceil(yhi).astype(np.int64) - first, 0)
+    edge = np.repeat(np.arange(len(first)), count)
+    if edge.size == 0:
+        return out
+    rows = first[edge] + (np.arange(edge.size) - np.repeat(np.cumsum(count) - count, count))
+    x = x0[edge] + (rows - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
+    inside_rows = (rows >= 0) & (rows < ny)
+    rows, x = rows[inside_rows], x[inside_rows]
+    col = np.clip(np.floor(x).astype(np.int64) + 1, 0, nx)  # first pixel centre strictly right of x
+    toggles = np.zeros((ny, nx + 1), np.int32)
+    np.add.at(toggles, (rows, col), 1)
+    out[:] = (np.cumsum(toggles, axis=1)[:, :nx] % 2).astype(bool)
+    return out
+
+
+def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_frame_uid=None,
+                       patient=None) -> tuple[sitk.Image, dict]:
+    """Rasterise one RTSTRUCT ROI onto the grid of ``reference``; returns (UInt8 mask, report).
+
+    Each CLOSED_PLANAR contour is placed on the reference slice nearest its plane (it must lie within
+    half a slice of one); contours on the same plane are filled by the even-odd rule (inner contours
+    are holes); a pixel is inside when its centre is inside. Contours off the grid, between slices
+    (more than 5 % of a slice from the nearest) or of other types are listed in the report's
+    ``warnings``. ROI names match case-insensitively; an unknown name lists the available ones.
+    """
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError) as exc:
+        raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
+    modality = str(ds.get("Modality", "")).upper()
+    if modality != "RTSTRUCT":
+        raise InputError(f"expected a DICOM RTSTRUCT, found modality '{modality}'", patient=patient, path=path)
+    rois = rtstruct_rois(ds)
+    names = [r["name"] for r in rois]
+    if name is None:
+        raise InputError("an RTSTRUCT holds several structures; say which one is the GTV",
+                         patient=patient, path=path,
+                         hint=f"pass --gtv-name, one of: {', '.join(repr(n) for n in names)}")
+    matches = [r for r in rois if r["name"].casefold() == str(name).strip().casefold()]
+    if not matches:
+        raise InputError(f"no structure named '{name}'; available: {', '.join(repr(n) for n in names)}",
+                         patient=patient, path=path, hint="pass one of the available names as --gtv-name")
+    if len(matches) > 1:
+        raise InputError(f"{len(matches)} structures are named '{name}' (ROI numbers "
+                         f"{', '.join(r['number'] for r in matches)})", patient=patient, path=path,
+                         hint="rename the duplicates in the planning system")
+    roi = matches[0]
+    if (reference_frame_uid and roi["frame_of_reference_uid"]
+            and roi["frame_of_reference_uid"] != reference_frame_uid):
+        raise InputError(f"structure '{roi['name']}' is in frame of reference {roi['frame_of_reference_uid']} "
+                         f"but the CT is in {reference_frame_uid}", patient=patient, path=path,
+                         hint="use the RTSTRUCT drawn on this CT")
+
+    nx, ny, nz = reference.GetSize()
+    origin = np.asarray(reference.GetOrigin(), float)
+    matrix = np.asarray(reference.GetDirection(), float).reshape(3, 3) @ np.diag(reference.GetSpacing())
+    to_index = np.linalg.inv(matrix)
+    report = {"roi_name": roi["name"], "roi_number": roi["number"], "contours": len(roi["contours"]),
+              "contours_used": 0, "slices": [], "warnings": []}
+    planes: dict[tuple, list] = {}
+    off_grid, between, other_types, partly_outside = [], [], set(), 0
+    for c in roi["contours"]:
+        kind = str(c.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
+        data = c.get("ContourData")
+        if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
+            other_types.add(kind)
+            continue
+        pts = np.asarray(data, float).reshape(-1, 3)
+        idx = (pts - origin) @ to_index.T
+        k = idx[:, 2]
+        if np.ptp(k) > 0.5:
+            raise InputError(f"a contour of '{roi['name']}' is not parallel to the CT slices "
+                             f"(spans {np.ptp(k):.2f} slices)", patient=patient, path=path,
+                             hint="the CT and the RTSTRUCT orientations differ; use the CT the contours were drawn on")
+        kmean = float(k.mean())
+        slice_index = int(np.floor(kmean + 0.5))
+        z = float(pts[:, 2].mean())
+        if slice_index < 0 or slice_index >= nz:
+            off_grid.append(round(z, 2))
+            continue
+        if abs(kmean - slice_index) > 0.05:
+            between.append(round(z, 2))
+        if (idx[:, 0].min() < -0.5 or idx[:, 1].min() < -0.5
+                or idx[:, 0].max() > nx - 0.5 or idx[:, 1].max() > ny - 0.5):
+            partly_outside += 1
+        # Group by the contour's own plane so two planes landing on one slice are OR-ed, not XOR-ed.
+        planes.setdefault((slice_index, round(kmean, 2)), []).append(idx[:, :2])
+        report["contours_used"] += 1
+    mask = np.zeros((nz, ny, nx), np.uint8)
+    for (slice_index, _), polygons in planes.items():
+        mask[slice_index] |= fill_polygons(polygons, nx, ny).astype(np.uint8)
+    report["slices"] = sorted({s for s, _ in planes})
+    if off_grid:
+        report["warnings"].append(f"{len(off_grid)} contour(s) of '{roi['name']}' lie outside the CT slices "
+                                  f"(z = {', '.join(map(str, sorted(set(off_grid))[:10]))} mm) and were skipped")
+    if between:
+        report["warnings"].append(f"{len(between)} contour(s) of '{roi['name']}' lie between CT slices "
+                                  f"(z = {', '.join(map(str, sorted(set(between))[:10]))} mm); "
+                                  "each was placed on the nearest slice")
+    if partly_outside:
+        report["warnings"].append(f"{partly_outside} contour(s) of '{roi['name']}' extend beyond the CT "
+                                  "in-plane field of view and were clipped")
+    if other_types:
+        report["warnings"].append(f"contours of type {', '.join(sorted(other_types))} were ignored "
+                                  "(only CLOSED_PLANAR contours enclose a volume)")
+    for w in report["warnings"]:
+        log.warning("%s: %s", path, w)
+    if not mask.any():
+        why = "has no contours" if not roi["contours"] else "has no contour on the CT grid"
+        raise InputError(f"structure '{roi['name']}' {why}" + (f": {report['warnings'][0]}" if report["warnings"] else ""),
+                         patient=patient, path=path, hint="check that the RTSTRUCT belongs to this CT")
+    image = sitk.GetImageFromArray(mask)
+    image.CopyInformation(reference)
+    return image, report
