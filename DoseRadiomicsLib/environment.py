@@ -43,6 +43,15 @@ def check_lbp3d_support() -> None:
             hint="install SciPy < 1.17 (pip install 'scipy<1.17'), or use a configuration without LBP3D")
 
 
+def check_lbp2d_support() -> None:
+    """Raise ExtractionError if pyradiomics' LBP2D filter cannot run (it needs scikit-image)."""
+    try:
+        import skimage.feature  # noqa: F401
+    except ImportError as exc:
+        raise ExtractionError("pyradiomics' LBP2D filter needs scikit-image, which cannot be imported",
+                              hint="pip install scikit-image, or use a configuration without LBP2D") from exc
+
+
 def check_pyradiomics() -> None:
     try:
         import radiomics  # noqa: F401
@@ -56,6 +65,7 @@ def check_pyradiomics() -> None:
 def main(argv=None) -> int:
     check_pyradiomics()
     check_lbp3d_support()
+    check_lbp2d_support()
     for k, v in library_versions().items():
         print(f"{k:14s} {v}")
     return 0

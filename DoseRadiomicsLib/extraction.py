@@ -26,6 +26,14 @@ CONFIGS = {
 }
 
 
+# What each filter needs beyond pyradiomics; without it pyradiomics logs a warning and yields nothing.
+_FILTER_HINTS = {
+    "LBP3D": "pyradiomics' LBP3D needs scipy < 1.17 and trimesh",
+    "LBP2D": "pyradiomics' LBP2D needs scikit-image",
+    "Wavelet": "pyradiomics' Wavelet needs PyWavelets",
+}
+
+
 def parameter_file(config: str, modality: str) -> Path:
     """The bundled parameter file of ``config`` ("paper" or "2d") for ``modality`` ("CT" or "dose")."""
     if config not in CONFIGS:
@@ -108,7 +116,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, params_path):
-        from .environment import check_lbp3d_support, check_pyradiomics
+        from .environment import check_lbp2d_support, check_lbp3d_support, check_pyradiomics
 
         check_pyradiomics()
         import radiomics
@@ -116,8 +124,10 @@ class FeatureExtractor:
 
         self.path = Path(params_path)
         self.parameters = load_parameters(self.path)
-        if any(t == "LBP3D" for t in self.parameters["imageType"]):
+        if "LBP3D" in self.parameters["imageType"]:
             check_lbp3d_support()
+        if "LBP2D" in self.parameters["imageType"]:
+            check_lbp2d_support()
         # pyradiomics logs every filter and feature class at INFO/WARNING; keep the console for ours.
         radiomics.setVerbosity(logging.ERROR)
         logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -154,8 +164,8 @@ class FeatureExtractor:
                 f"pyradiomics returned {len(features)} features for ROI {roi}, the parameter file "
                 f"{self.path.name} asks for {self.expected_count}"
                 + (f"; no features from {missing}" if missing else ""),
-                patient=patient,
-                hint="a filter failed silently: for LBP3D install scipy < 1.17 and trimesh")
+                patient=patient, hint=_FILTER_HINTS.get(next(iter(missing), ""),
+                                                        "a pyradiomics filter failed silently"))
         return features
 
     def _missing_image_types(self, features: dict) -> set:
