@@ -34,11 +34,27 @@ REGISTRATION_SETTINGS = {
 }
 
 
+def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = 1e-4) -> bool:
+    """True if two images share size, spacing, origin and direction (within ``tolerance``, relative
+    to the spacing), so a voxel index means the same point in both."""
+    if a.GetSize() != b.GetSize():
+        return False
+    spacing = np.asarray(b.GetSpacing())
+    return (np.allclose(a.GetSpacing(), spacing, rtol=tolerance)
+            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tolerance * spacing.min())
+            and np.allclose(a.GetDirection(), b.GetDirection(), atol=tolerance))
+
+
 def resample_to_reference(image: sitk.Image, reference: sitk.Image, interpolator=sitk.sitkLinear,
                           default: float = 0.0, transform: sitk.Transform | None = None,
                           pixel_type=None) -> sitk.Image:
     """``image`` resampled onto the grid of ``reference``; ``transform`` maps reference points to
-    ``image`` points (ITK convention; identity if None); ``default`` outside ``image``'s grid."""
+    ``image`` points (ITK convention; identity if None); ``default`` outside ``image``'s grid.
+    Without a transform on the very same grid, the voxels are copied unchanged."""
+    if transform is None and same_grid(image, reference):
+        out = sitk.Cast(image, image.GetPixelID() if pixel_type is None else pixel_type)
+        out.CopyInformation(reference)
+        return out
     return sitk.Resample(image, reference, transform if transform is not None else sitk.Transform(),
                          interpolator, float(default),
                          image.GetPixelID() if pixel_type is None else pixel_type)

@@ -44,10 +44,10 @@ def is_dicom_file(path: Path) -> bool:
         return False
 
 
-def read_header(path: Path, patient=None) -> pydicom.Dataset:
-    """The header of one DICOM file (no pixels), or InputError saying the file is not DICOM."""
+def read_header(path: Path, patient=None, pixels: bool = False) -> pydicom.Dataset:
+    """One DICOM file (its header only unless ``pixels``), or InputError saying it is not DICOM."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path, stop_before_pixels=not pixels)
     except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError) as exc:
         raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
 
@@ -240,10 +240,7 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
     linearly interpolated onto a uniform grid at the smallest spacing (recorded in the details).
     """
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError) as exc:
-        raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
+    ds = read_header(path, patient, pixels=True)
     modality = str(ds.get("Modality", "")).upper()
     if modality != "RTDOSE":
         raise InputError(f"expected a DICOM RTDOSE, found modality '{modality}'", patient=patient, path=path)
@@ -397,10 +394,7 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     ``warnings``. ROI names match case-insensitively; an unknown name lists the available ones.
     """
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, AttributeError) as exc:
-        raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
+    ds = read_header(path, patient, pixels=True)
     modality = str(ds.get("Modality", "")).upper()
     if modality != "RTSTRUCT":
         raise InputError(f"expected a DICOM RTSTRUCT, found modality '{modality}'", patient=patient, path=path)

@@ -31,6 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import dicomrt
+from .alignment import resample_to_reference, same_grid
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ DOSE_UNIT_KEYS = ("dose_unit", "doseunits", "dose_units", "doseunit")
 #: Metadata key of a mask from :func:`read_gtv` holding its JSON report (source, warnings).
 GTV_REPORT_KEY = "DoseRadiomics_gtv_report"
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_(\w+)$")
-# Grids closer than this (relative to the spacing) count as the same grid.
-_GRID_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -155,23 +154,9 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
     return LoadedImage(dose, str(p), None, details)
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    if a.GetSize() != b.GetSize():
-        return False
-    spacing = np.asarray(b.GetSpacing())
-    return (np.allclose(a.GetSpacing(), spacing, rtol=_GRID_TOLERANCE)
-            and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=_GRID_TOLERANCE * spacing.min())
-            and np.allclose(a.GetDirection(), b.GetDirection(), atol=_GRID_TOLERANCE))
-
-
 def _binary_on_reference(binary: sitk.Image, reference: sitk.Image) -> sitk.Image:
     """A 0/1 UInt8 mask moved onto the reference grid (nearest neighbour, 0 outside)."""
-    binary = sitk.Cast(binary, sitk.sitkUInt8)
-    if _same_grid(binary, reference):
-        out = sitk.Image(binary)
-        out.CopyInformation(reference)
-        return out
-    return sitk.Resample(binary, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return resample_to_reference(binary, reference, sitk.sitkNearestNeighbor, 0, pixel_type=sitk.sitkUInt8)
 
 
 def _segments(image: sitk.Image) -> list[dict]:
@@ -283,7 +268,7 @@ def read_gtv(path, reference, name=None, label=None, patient=None) -> sitk.Image
             if name is not None and label is None:
                 log.info("%s: a labelmap has no names; '%s' ignored, any non-zero voxel is the GTV", p, name)
             binary, report = _read_labelmap(p, image, label, patient)
-        report["resampled"] = not _same_grid(binary, ref_image)
+        report["resampled"] = not same_grid(binary, ref_image)
         report["warnings"] = []
         mask = _binary_on_reference(binary, ref_image)
         if not sitk.GetArrayViewFromImage(mask).any():
