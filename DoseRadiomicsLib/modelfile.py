@@ -1,0 +1,215 @@
+"""The model file: plain, versioned, checksummed JSON (no pickle, no code from data).
+
+Layout (``schema_version`` 1)::
+
+    {
+      "schema": "doseradiomics-model", "schema_version": 1, "created": ISO time,
+      "models": {NAME: {                       # NAME in clinical, RM_GTV, DM_GTV, DM_50Gy, RDM, combined
+          "features": [input names, in coefficient order],
+          "sources": ["feature" | "clinical" | "model:RDM", ...],   # how each input is formed
+          "min": [...], "max": [...],          # min-max normalisation (null for non-feature inputs)
+          "coefficients": [...], "intercept": x, "intercept_only": bool,
+          "roi": ..., "description": ..., "notes": [...]}},
+      "model_order": [...],
+      "clinical_coding": {variable: {kind, encoded, levels, reference, dummy_levels, impute, label}},
+      "risk": {"model": "combined", "cutoff": c, "rule": ...},
+      "extraction": {"settings_hash": h, "options": {ExtractionOptions fields} | null},
+      "cohort": {n, events, train: {n, events}, validation: {...}, split, ...},
+      "cohort_table": [Table-1 rows], "selection": {ROI model: univariate p, LASSO lambdas, CV curve},
+      "clinical_analysis": {univariate, multivariate, candidates, independent, imputed},
+      "evaluation": {cohort: {model: {auc, ci, classification, roc, calibration, decision_curve}}},
+      "comparisons": [DeLong tests], "survival": {cutoff, endpoints: {pfs|os: {cohort: KM...}}},
+      "settings": {...}, "library_versions": {...}, "notes": [...], "ground_truth": {...} | null,
+      "checksum": sha256 of the canonical JSON of everything else
+    }
+
+A model's probability is ``1 / (1 + exp(-(intercept + sum(coefficient_i * x_i))))`` where ``x_i`` is
+``(value - min) / (max - min)`` for a "feature" input, the encoded clinical value for a "clinical"
+input and the RDM linear predictor for "model:RDM".
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelFileError
+
+SCHEMA = "doseradiomics-model"
+SCHEMA_VERSION = 1
+MAX_BYTES = 20 * 1024 * 1024
+MODEL_NAMES = ("clinical", "RM_GTV", "DM_GTV", "DM_50Gy", "RDM", "combined")
+SOURCES = ("feature", "clinical", "model:RDM")
+CODING_KINDS = ("continuous", "binary", "ordinal", "categorical")
+
+
+def jsonable(obj):
+    """Plain JSON types from numpy/pandas objects; NaN and infinities become None."""
+    import pandas as pd
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, pd.DataFrame):
+        return jsonable(obj.to_dict(orient="records"))
+    if isinstance(obj, pd.Series):
+        return jsonable(obj.to_dict())
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    return str(obj)
+
+
+def canonical_json(content: dict) -> str:
+    """The text the checksum is computed on: sorted keys, no spaces, ASCII, no NaN."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def content_checksum(content: dict) -> str:
+    """sha256 of the canonical JSON of ``content`` without its ``checksum`` field."""
+    body = {k: v for k, v in content.items() if k != "checksum"}
+    return "sha256:" + hashlib.sha256(canonical_json(body).encode("ascii")).hexdigest()
+
+
+def save_model(trained_or_dict, path) -> dict:
+    """Write a model file (atomically) from a TrainedModels or a model dict; returns the content."""
+    content = trained_or_dict.to_dict() if hasattr(trained_or_dict, "to_dict") else dict(trained_or_dict)
+    content = jsonable({k: v for k, v in content.items() if k not in ("checksum",)})
+    content["schema"] = SCHEMA
+    content["schema_version"] = SCHEMA_VERSION
+    content.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    _validate(content, path)
+    content["checksum"] = content_checksum(content)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return content
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not allowed in a model file")
+
+
+def load_model(path) -> dict:
+    """Read and strictly validate a model file; ModelFileError names the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError("model file not found", path=path,
+                             hint="pass the model.json written by doseradiomics train")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ModelFileError(f"model file is {size / 1e6:.1f} MB, more than the {MAX_BYTES // 2**20} MB limit",
+                             path=path, hint="this is not a DoseRadiomics model file")
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(f"not valid JSON: {exc}", path=path,
+                             hint="the file is damaged or is not a DoseRadiomics model file") from None
+    if not isinstance(content, dict):
+        raise ModelFileError("the top level is not a JSON object", path=path)
+    if content.get("schema") != SCHEMA:
+        raise ModelFileError(f"schema is {content.get('schema')!r}, not {SCHEMA!r}", path=path,
+                             hint="this is not a DoseRadiomics model file")
+    version = content.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"invalid schema_version {version!r}", path=path)
+    if version > SCHEMA_VERSION:
+        raise ModelFileError(f"the model file has schema version {version}; this DoseRadiomics reads "
+                             f"version {SCHEMA_VERSION} only", path=path,
+                             hint="upgrade DoseRadiomics to read models written by a newer version")
+    checksum = content.get("checksum")
+    if not isinstance(checksum, str):
+        raise ModelFileError("the model file has no checksum", path=path,
+                             hint="write model files with doseradiomics train")
+    if checksum != content_checksum(content):
+        raise ModelFileError("checksum mismatch: the model file was modified after it was written", path=path,
+                             hint="do not edit model files by hand; retrain or restore the original")
+    _validate(content, path)
+    return content
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validate(content: dict, path) -> None:
+    def fail(problem):
+        raise ModelFileError(problem, path=path, hint="the model file is damaged or was not written by "
+                                                       "DoseRadiomics")
+
+    for key, kind in (("models", dict), ("clinical_coding", dict), ("risk", dict), ("extraction", dict),
+                      ("cohort", dict), ("library_versions", dict)):
+        if not isinstance(content.get(key), kind):
+            fail(f"missing or invalid '{key}' (expected a JSON {'object' if kind is dict else 'list'})")
+    cutoff = content["risk"].get("cutoff")
+    if not _finite(cutoff) or not 0 <= cutoff <= 1:
+        fail(f"risk cut-off {cutoff!r} is not a probability")
+    sh = content["extraction"].get("settings_hash")
+    if sh is not None and not isinstance(sh, str):
+        fail("extraction settings_hash is not text")
+    opts = content["extraction"].get("options")
+    if opts is not None and not isinstance(opts, dict):
+        fail("extraction options are not a JSON object")
+
+    coding = content["clinical_coding"]
+    clinical_inputs = set()
+    for variable, spec in coding.items():
+        if not isinstance(spec, dict) or spec.get("kind") not in CODING_KINDS:
+            fail(f"clinical coding of {variable!r} has no valid kind ({', '.join(CODING_KINDS)})")
+        enc = spec.get("encoded")
+        if spec["kind"] == "categorical":
+            levels, dummies = spec.get("levels"), spec.get("dummy_levels")
+            if not (isinstance(enc, list) and isinstance(levels, list) and isinstance(dummies, list)
+                    and len(enc) == len(dummies) and all(isinstance(x, str) for x in enc + levels + dummies)
+                    and set(dummies) <= set(levels)):
+                fail(f"clinical coding of {variable!r}: encoded names, levels and dummy levels inconsistent")
+            clinical_inputs.update(enc)
+        else:
+            if not isinstance(enc, str):
+                fail(f"clinical coding of {variable!r}: 'encoded' is not a name")
+            if not _finite(spec.get("impute")):
+                fail(f"clinical coding of {variable!r}: imputation value is not a finite number")
+            clinical_inputs.add(enc)
+
+    models = content["models"]
+    for name in MODEL_NAMES:
+        if not isinstance(models.get(name), dict):
+            fail(f"model {name!r} is missing")
+    for name, m in models.items():
+        feats, sources = m.get("features"), m.get("sources")
+        mins, maxs, coefs = m.get("min"), m.get("max"), m.get("coefficients")
+        if not all(isinstance(v, list) for v in (feats, sources, mins, maxs, coefs)):
+            fail(f"model {name}: features, sources, min, max and coefficients must be lists")
+        if not len(feats) == len(sources) == len(mins) == len(maxs) == len(coefs):
+            fail(f"model {name}: {len(feats)} features but {len(sources)} sources, {len(mins)} min, "
+                 f"{len(maxs)} max and {len(coefs)} coefficients")
+        if not all(isinstance(f, str) for f in feats) or len(set(feats)) != len(feats):
+            fail(f"model {name}: feature names must be unique text")
+        if not all(_finite(c) for c in coefs) or not _finite(m.get("intercept")):
+            fail(f"model {name}: coefficients and intercept must be finite numbers")
+        for f, s, lo, hi in zip(feats, sources, mins, maxs):
+            if s not in SOURCES:
+                fail(f"model {name}: input {f!r} has unknown source {s!r}")
+            if s == "feature":
+                if not (_finite(lo) and _finite(hi) and hi > lo):
+                    fail(f"model {name}: feature {f!r} has an invalid normalisation range ({lo!r}, {hi!r})")
+            elif s == "clinical" and f not in clinical_inputs:
+                fail(f"model {name}: clinical input {f!r} has no coding in clinical_coding")
+            elif s == "model:RDM" and name != "combined":
+                fail(f"model {name}: only the combined model takes the RDM score")
