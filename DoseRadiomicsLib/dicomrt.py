@@ -471,6 +471,9 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     if other_types:
         report["warnings"].append(f"contours of type {', '.join(sorted(other_types))} were ignored "
                                   "(only CLOSED_PLANAR contours enclose a volume)")
+    if not reference_frame_uid:
+        report["warnings"].append("the CT has no DICOM frame of reference (not read from DICOM): the "
+                                  "RTSTRUCT is assumed to be drawn on it")
     for w in report["warnings"]:
         log.warning("%s: %s", path, w)
     if not mask.any():

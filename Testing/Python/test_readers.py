@@ -169,7 +169,9 @@ def test_nrrd_dose_unit_from_header_key(dose_nrrd):
         read_dose(tmp / "dose.nrrd", unit="Gy")
 
 
-@pytest.mark.parametrize("reader", [read_ct, read_dose])
+@pytest.mark.parametrize("reader", [read_ct, read_dose,
+                                    lambda p, patient=None: read_gtv(p, sitk.Image([2, 2, 2], sitk.sitkUInt8),
+                                                                     patient=patient)])
 def test_missing_and_empty_files_are_named(reader, tmp_path):
     with pytest.raises(InputError, match="does not exist") as err:
         reader(tmp_path / "nothere.nrrd", patient="P3")
@@ -257,7 +259,7 @@ def test_rtstruct_mask_area_matches_polygon_area(breast_rt, contour_grid, roi):
         assert arr[k].sum() * sx * sy == pytest.approx(area, rel=0.02), f"{roi} z={z}"
         checked += 1
     assert checked >= 5
-    assert gtv_report(mask)["warnings"] == []
+    assert any("no DICOM frame of reference" in w for w in gtv_report(mask)["warnings"])
 
 
 def test_rtstruct_inner_contour_is_a_hole(breast_rt, contour_grid, tmp_path):
@@ -326,6 +328,10 @@ def test_unknown_roi_lists_available_names(breast_rt, contour_grid):
     text = str(err.value)
     assert "no structure named 'GTV'" in text and "'Tumor Bed'" in text and "'Heart'" in text
     assert "rtss.dcm" in text and "patient boost" in text
+    with pytest.raises(InputError, match="--gtv-name, one of: 'BODY', 'Areola'"):
+        read_gtv(breast_rt["rtss"], contour_grid)
+    with pytest.raises(InputError, match="structure 'Areola' has no contours"):
+        read_gtv(breast_rt["rtss"], contour_grid, name="areola")
 
 
 def test_rtstruct_frame_of_reference_must_match_the_ct(breast_rt, contour_grid):
