@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 #: Registration settings (Mattes MI, rigid); recorded in the report so a run can be reproduced.
 REGISTRATION_SETTINGS = {
     "metric": "MattesMutualInformation", "histogram_bins": 50, "sampling": "RANDOM",
-    "sampling_percentage": 0.2, "seed": 20250301, "optimizer": "RegularStepGradientDescent",
+    "samples_full_resolution": 100_000, "sampling_percentage_range": [0.01, 0.2], "seed": 20250301, "optimizer": "RegularStepGradientDescent",
     "learning_rate": 2.0, "min_step": 1e-3, "iterations": 200, "shrink_factors": [4, 2, 1],
     "smoothing_sigmas_vox": [2, 1, 0], "initialiser": "CenteredTransformInitializer(GEOMETRY)",
     "transform": "Euler3DTransform",
@@ -104,7 +104,12 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=s["histogram_bins"])
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(s["sampling_percentage"], s["seed"])
+    # About 1e5 random samples on the full-resolution CT whatever its size (a 512x512x200 CT would
+    # otherwise cost millions of samples per iteration); fewer on the shrunk levels.
+    voxels = float(np.prod(fixed_f.GetSize()))
+    low, high = s["sampling_percentage_range"]
+    percentage = float(np.clip(s["samples_full_resolution"] / voxels, low, high))
+    reg.SetMetricSamplingPercentage(percentage, s["seed"])
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(learningRate=s["learning_rate"], minStep=s["min_step"],
                                                  numberOfIterations=s["iterations"],
@@ -136,7 +141,7 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     report = {"metric_value": float(reg.GetMetricValue()), "iterations_total": len(iterations),
               "iterations_last_level": int(reg.GetOptimizerIteration()),
               "stop_condition": reg.GetOptimizerStopConditionDescription(),
-              "settings": dict(s), "rigid": _describe(euler)}
+              "sampling_percentage": percentage, "settings": dict(s), "rigid": _describe(euler)}
     return tx, report
 
 
