@@ -63,19 +63,19 @@ PTV_MARGIN_MM = (5.0, 8.0)
 PENUMBRA_80_20_MM = (5.0, 8.0)
 P_COLD_SPOT = 0.55
 COLD_DEPTH = (0.05, 0.45)            # fraction of the local dose removed at the cold spot's centre
-COLD_RADIUS_MM = (4.0, 10.0)         # Gaussian sigma of the cold spot
+COLD_RADIUS = (0.25, 0.6)            # Gaussian sigma of the cold spot, as a fraction of the semi-axis
 
 # --- ground-truth outcome model (logit of P(resistant)) -------------------------------------------
 # Standardisation constants are fixed (population values of this generator, not cohort estimates),
 # so a patient's truth never depends on who else is in the cohort.
 LOG_HETERO_MEAN = 0.5 * (math.log(HETERO_HU[0]) + math.log(HETERO_HU[1]))
 LOG_HETERO_SD = (math.log(HETERO_HU[1]) - math.log(HETERO_HU[0])) / math.sqrt(12.0)
-DEFICIT_MEAN, DEFICIT_SD = 0.03, 0.05
+DEFICIT_MEAN, DEFICIT_SD = 0.045, 0.055
 BETA_HETERO = 1.0                    # per SD of log heterogeneity: more heterogeneous -> resistant
 BETA_DEFICIT = 1.0                   # per SD of GTV mean dose deficit: colder target -> resistant
 LOG_OR_HB = math.log(0.975)          # per g/L (paper: OR 0.975), centred at HB_MEAN
 LOG_OR_T34 = math.log(0.432)         # T3-4 vs T1-2 (paper: OR 0.432, taken at face value)
-INTERCEPT = 0.5                      # gives ~50 % resistant
+INTERCEPT = 0.6                      # gives ~50 % resistant
 
 # --- survival (months) ----------------------------------------------------------------------------
 PFS_MEDIAN = {0: 14.0, 1: 6.0}       # sensitive / resistant
@@ -194,7 +194,7 @@ def draw_patient(seed: int, index: int) -> dict:
     p["beam_angles"] = [float(x) for x in np.sort(rng.uniform(0, math.pi, n_beams))]
     has_cold = rng.random() < P_COLD_SPOT
     p["cold_depth"] = float(rng.uniform(*COLD_DEPTH)) if has_cold else 0.0
-    p["cold_sigma_mm"] = float(rng.uniform(*COLD_RADIUS_MM))
+    p["cold_sigma_mm"] = float(rng.uniform(*COLD_RADIUS)) * a
     rr, th = math.sqrt(rng.uniform(0, 1)) * 0.6, rng.uniform(0, 2 * math.pi)
     ux, uy = rr * a * math.cos(th), rr * b * math.sin(th)      # inside the ellipse, tumour frame
     ca, sa = math.cos(p["angle_rad"]), math.sin(p["angle_rad"])
@@ -282,7 +282,7 @@ def make_images(p: dict, seed: int, index: int):
         sizes = ndimage.sum(gtv, labels, range(1, n + 1))
         gtv = labels == (1 + int(np.argmax(sizes)))
     texture = 35.0 + p["hetero_hu"] * _field(rng, shape, p["corr_mm"], spacing_zyx)
-    edge = np.clip((1.0 - rho) / 0.08, 0.0, 1.0)            # ~1 mm partial-volume rim
+    edge = np.clip(0.5 + (1.0 - rho) / 0.1, 0.0, 1.0)      # thin partial-volume rim at the contour
     ct = np.where(gtv, edge * texture + (1 - edge) * ct, ct)
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 0.6)
     ct = ct + CT_NOISE_HU * noise / max(float(noise.std()), 1e-6)
@@ -404,7 +404,7 @@ length `corr_mm` (uniform {CORR_MM} mm).
 The planned dose covers a PTV (GTV + {PTV_MARGIN_MM} mm) with 95 % of the prescription on its
 surface and an error-function fall-off of {PENUMBRA_80_20_MM} mm (80-20 %), plus beam channels
 and a low-dose bath, a +-1.5 % modulation, and in {P_COLD_SPOT:.0%} of patients a Gaussian cold spot
-(depth {COLD_DEPTH}, sigma {COLD_RADIUS_MM} mm) inside the GTV on its central slice.
+(depth {COLD_DEPTH}, sigma {COLD_RADIUS} x the tumour's in-plane semi-axis) inside the GTV on its central slice.
 
 ## Clinical variables (Zhang et al. 2025, Table 1)
 Age N({AGE_MEAN}, {AGE_SD}); male {P_MALE:.0%}; KPS {dict(zip(KPS_VALUES, KPS_P))}; CEA log-normal
