@@ -220,7 +220,7 @@ def read_manifest(path, extra_clinical=(), check_files: bool = False) -> Manifes
         key = rec["patient_id"].casefold()
         if key in first_row:
             raise ManifestError(f"patient_id '{rec['patient_id']}' is already used in row {first_row[key]} "
-                                "(ids must be unique, ignoring case)", row=n, column=shown["patient_id"],
+                                f"(ids must be unique, ignoring case) (line {n + 1} of the file)", row=n, column=shown["patient_id"],
                                 path=path)
         first_row[key] = n
     df = pd.DataFrame(out_rows).set_index("patient_id", drop=True)
