@@ -25,7 +25,7 @@ from . import __version__
 from .crosssection import CrossSection, largest_cross_section
 from .errors import DoseRadiomicsError
 from .extraction import FeatureExtractor, canonical_json, parameter_file
-from .rois import GTV, SliceROIs, make_rois, roi_modality
+from .rois import SliceROIs, make_rois, roi_modality
 
 DIAGNOSTIC_PREFIX = "diag__"
 ROI_SEPARATOR = "__"
@@ -166,7 +166,7 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
     name the patient and the file.
     """
     from .alignment import align_dose_to_ct
-    from .readers import read_ct, read_dose, read_gtv
+    from .readers import gtv_report, read_ct, read_dose, read_gtv
 
     options = options or ExtractionOptions()
     pid = inputs.patient_id
@@ -221,6 +221,7 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
                "frame_of_reference_uid": ct.frame_of_reference_uid, "details": ct.details},
         "dose": {"size": list(dose.image.GetSize()), "spacing": list(dose.image.GetSpacing()),
                  "frame_of_reference_uid": dose.frame_of_reference_uid, "details": dose.details},
+        "gtv": gtv_report(gtv),
         "alignment": alignment,
         "cross_section": section.to_dict(),
         "roi_areas_mm2": rois.areas_mm2(),
