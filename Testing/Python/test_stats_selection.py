@@ -1,0 +1,130 @@
+"""Min-max scaling, univariate filter and LASSO selection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from sklearn.preprocessing import MinMaxScaler as SkMinMax
+
+from DoseRadiomicsLib.errors import DataError, ModelFileError
+from DoseRadiomicsLib.stats.selection import MinMaxScaler, lasso_select, univariate_filter
+
+
+def test_minmax_scaler_matches_sklearn_and_round_trips():
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame(rng.normal(size=(30, 3)) * [1, 10, 100], columns=["a", "b", "c"])
+    train["const"] = 7.0
+    s = MinMaxScaler().fit(train)
+    ref = SkMinMax().fit(train[["a", "b", "c"]])
+    new = pd.DataFrame(rng.normal(size=(5, 4)) * [1, 10, 100, 1], columns=["a", "b", "c", "const"])
+    out = s.transform(new)
+    np.testing.assert_allclose(out[["a", "b", "c"]], ref.transform(new[["a", "b", "c"]]), atol=1e-12)
+    assert (out["const"] == 0).all()  # documented: constant training columns map to 0
+    assert s.fit_transform(train)[["a", "b", "c"]].min().tolist() == [0, 0, 0]
+    # columns are matched by name, output keeps the fitted order, extra columns are ignored
+    shuffled = new[["const", "c", "a", "b"]].assign(extra=1.0)
+    pd.testing.assert_frame_equal(s.transform(shuffled), out)
+    again = MinMaxScaler.from_dict(json.loads(json.dumps(s.to_dict())))
+    pd.testing.assert_frame_equal(again.transform(new), out)
+    with pytest.raises(DataError, match="missing"):
+        s.transform(new[["a", "b"]])
+    with pytest.raises(ModelFileError):
+        MinMaxScaler.from_dict({"features": ["a"], "min": [1.0], "max": [0.0]})
+
+
+def test_univariate_filter_chooses_test_by_normality_and_matches_scipy():
+    rng = np.random.default_rng(1)
+    n = 80
+    y = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+    normal = rng.normal(size=n) + 0.8 * y
+    skewed = rng.lognormal(sigma=1.5, size=n) * np.exp(1.5 * y)
+    noise = rng.normal(size=n)
+    X = pd.DataFrame({"normal_f": normal, "skewed_f": skewed, "noise_f": noise})
+    # preconditions of the data, checked independently with scipy
+    assert stats.shapiro(normal[y == 0]).pvalue >= 0.05 and stats.shapiro(normal[y == 1]).pvalue >= 0.05
+    assert stats.shapiro(skewed[y == 1]).pvalue < 0.05
+    got = univariate_filter(X, y)
+    assert got["feature"].tolist() == ["normal_f", "skewed_f", "noise_f"]
+    row = got.set_index("feature")
+    assert row.loc["normal_f", "test"] == "t-test" and row.loc["normal_f", "normal"]
+    assert row.loc["normal_f", "p"] == pytest.approx(stats.ttest_ind(normal[y == 0], normal[y == 1]).pvalue,
+                                                     rel=1e-12)
+    assert row.loc["skewed_f", "test"] == "Mann-Whitney U" and not row.loc["skewed_f", "normal"]
+    assert row.loc["skewed_f", "p"] == pytest.approx(
+        stats.mannwhitneyu(skewed[y == 0], skewed[y == 1], alternative="two-sided").pvalue, rel=1e-12)
+    assert (got["selected"] == (got["p"] < 0.05)).all()
+    assert row.loc["normal_f", "selected"] and row.loc["skewed_f", "selected"]
+    welch = univariate_filter(X, y, equal_var=False).set_index("feature")
+    assert welch.loc["normal_f", "p"] == pytest.approx(
+        stats.ttest_ind(normal[y == 0], normal[y == 1], equal_var=False).pvalue, rel=1e-12)
+
+
+def _logistic_problem(seed=1, n=150, p=50):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p))
+    eta = 1.5 * X[:, 0] - 1.5 * X[:, 1] + 1.5 * X[:, 2]
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    # min-max scaled like the paper's features, so the coefficients are on a [0, 1] scale
+    X = (X - X.min(axis=0)) / (X.max(axis=0) - X.min(axis=0))
+    return pd.DataFrame(X, columns=[f"f{i:02d}" for i in range(p)]), y
+
+
+def test_lasso_select_recovers_informative_features_deterministically():
+    X, y = _logistic_problem()
+    r = lasso_select(X, y, folds=10, rule="1se", seed=0, n_lambdas=60)
+    assert set(r["selected"]) >= {"f00", "f01", "f02"}
+    assert len(r["selected"]) <= 6
+    assert r["coefficients"]["f00"] > 0 and r["coefficients"]["f01"] < 0 and r["coefficients"]["f02"] > 0
+    cv = r["cv"]
+    lam = np.array(cv["lambdas"])
+    assert len(lam) <= 60 and lam[-1] == pytest.approx(lam[0] * 1e-3) and np.all(np.diff(lam) < 0)
+    i_min, i_1se = cv["lambdas"].index(r["lambda_min"]), cv["lambdas"].index(r["lambda_1se"])
+    assert r["lambda_1se"] >= r["lambda_min"]
+    assert cv["n_nonzero"][i_1se] <= cv["n_nonzero"][i_min]
+    assert cv["mean_deviance"][i_min] == min(cv["mean_deviance"])
+    assert cv["mean_deviance"][i_1se] <= cv["mean_deviance"][i_min] + cv["se_deviance"][i_min]
+    assert cv["n_nonzero"][0] == 0  # lambda_max removes every feature
+
+    # glmnet's objective -(1/n) loglik + lambda ||beta_std||_1 at the chosen lambda: the
+    # optimality (KKT) conditions on standardised features, checked from the returned model
+    Xv = X.to_numpy()
+    sd = Xv.std(axis=0)
+    Z = (Xv - Xv.mean(axis=0)) / sd
+    beta = np.array([r["coefficients"].get(c, 0.0) for c in X.columns])
+    prob = 1 / (1 + np.exp(-(r["intercept"] + Xv @ beta)))
+    grad = Z.T @ (y - prob) / y.size
+    lam_c = r["lambda_chosen"]
+    nz = beta != 0
+    np.testing.assert_allclose(grad[nz], lam_c * np.sign(beta[nz]), rtol=1e-2)
+    assert np.all(np.abs(grad[~nz]) <= lam_c * 1.01)
+    assert abs(np.mean(y - prob)) <= lam_c / 100 * 1.01  # intercept penalised by lambda/100 only
+
+    # same seed, same folds: the min rule run reproduces the CV curve exactly
+    m = lasso_select(X, y, folds=10, rule="min", seed=0, n_lambdas=60)
+    assert m["cv"] == cv and m["lambda_min"] == r["lambda_min"]
+    assert m["rule_used"] == "min" and len(m["selected"]) == cv["n_nonzero"][i_min]
+    assert len(r["selected"]) <= len(m["selected"])
+
+
+def test_lasso_falls_back_to_lambda_min_when_1se_keeps_nothing():
+    rng = np.random.default_rng(5)
+    n = 60
+    X = pd.DataFrame(rng.normal(size=(n, 6)), columns=list("abcdef"))
+    y = (rng.random(n) < 1 / (1 + np.exp(-0.5 * X["a"].to_numpy()))).astype(int)
+    r = lasso_select(X, y, folds=5, n_lambdas=20, seed=2)
+    i_1se = r["cv"]["lambdas"].index(r["lambda_1se"])
+    assert r["cv"]["n_nonzero"][i_1se] == 0  # the situation under test
+    assert r["rule"] == "1se" and r["rule_used"] == "min"
+    assert r["lambda_chosen"] == r["lambda_min"]
+
+
+def test_lasso_needs_enough_patients_per_class_for_the_folds():
+    X, y = _logistic_problem(n=40, p=5)
+    y = np.zeros(40, dtype=int)
+    y[:6] = 1
+    with pytest.raises(DataError, match="fewer folds"):
+        lasso_select(X, y, folds=10)
