@@ -468,6 +468,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     ATTR_ISODOSE = "DoseRadiomics.IsodoseGy"
     ATTR_TOUCHING = "DoseRadiomics.IsodoseTouchingGtv"
     ATTR_SETTINGS_HASH = "DoseRadiomics.SettingsHash"
+    EXACT_VALUE_COLUMN = "value (exact)"
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
@@ -812,7 +813,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         """pyradiomics features of the ROI segments: ``(tableNode, features)``.
 
         ``features`` is the library's ordered dict ``<ROI>__<feature>`` -> value; the table has one row
-        per feature (columns ROI, feature, value) and the settings hash as attribute.
+        per feature (columns ROI, feature, value, value (exact)) and the settings hash as attribute.
         ``progress(message)`` is called before each ROI; raising from it cancels.
         """
         from DoseRadiomicsLib import mrml_bridge, pipeline
@@ -824,12 +825,15 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             options = self.extractionOptions(isodoseGy=sliceRois.isodose_gy,
                                              isodoseTouchingGtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1")
         features = pipeline.extract_rois(sliceRois, options, progress=progress)
-        rows = {"ROI": [], "feature": [], "value": []}
+        # Slicer's table storage writes numbers with 6 significant digits (vtkDelimitedTextWriter's
+        # default), so a saved scene would round the features; the exact text column keeps every bit.
+        rows = {"ROI": [], "feature": [], "value": [], self.EXACT_VALUE_COLUMN: []}
         for key, value in features.items():
             roi, name = key.split(pipeline.ROI_SEPARATOR, 1)
             rows["ROI"].append(roi)
             rows["feature"].append(name)
             rows["value"].append(float(value))
+            rows[self.EXACT_VALUE_COLUMN].append(repr(float(value)))
         tableNode = mrml_bridge.table_node_from_columns(rows, "DoseRadiomics features", node=tableNode)
         settingsHash = pipeline.options_settings_hash(options)
         tableNode.SetAttribute(self.ATTR_SETTINGS_HASH, settingsHash)
@@ -852,8 +856,9 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             from DoseRadiomicsLib.errors import InputError
             raise InputError("no feature table", hint="extract the features first")
         cols = mrml_bridge.columns_from_table_node(tableNode)
+        values = cols.get(self.EXACT_VALUE_COLUMN, cols["value"])
         return OrderedDict((f"{r}{pipeline.ROI_SEPARATOR}{f}", float(v))
-                           for r, f, v in zip(cols["ROI"], cols["feature"], cols["value"]))
+                           for r, f, v in zip(cols["ROI"], cols["feature"], values))
 
     @staticmethod
     def parseClinical(text: str) -> dict:
@@ -909,8 +914,9 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         cohort, evaluation = self._evaluationCohort(model)
         p = result.get("combined_probability")
         riskModel = model["risk"].get("model", "combined")
-        roc = {name: (ev["roc"]["fpr"], ev["roc"]["tpr"]) for name, ev in evaluation.items()
-               if isinstance(ev, dict) and "roc" in ev}
+        order = list(model.get("model_order") or []) + [n for n in evaluation if n not in (model.get("model_order") or [])]
+        roc = {name: (evaluation[name]["roc"]["fpr"], evaluation[name]["roc"]["tpr"]) for name in order
+               if isinstance(evaluation.get(name), dict) and "roc" in evaluation[name]}
         if roc:
             markers = {}
             cls = (evaluation.get(riskModel) or {}).get("classification") or {}

@@ -50,19 +50,19 @@ def ijk_to_ras_from_image(image: sitk.Image) -> np.ndarray:
     return m
 
 
-def _geometry_from_ijk_to_ras(m: np.ndarray):
-    linear = _RAS_TO_LPS @ m[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    direction = linear / spacing
-    origin = _RAS_TO_LPS @ m[:3, 3]
-    return tuple(float(s) for s in spacing), tuple(float(o) for o in origin), \
-        tuple(float(d) for d in direction.ravel())
+def _node_geometry_lps(volumeNode):
+    """Spacing, origin and direction (ITK order, LPS) of a volume node, without matrix arithmetic.
 
-
-def _ijk_to_ras_of_node(volumeNode) -> np.ndarray:
-    vm = vtk.vtkMatrix4x4()
-    volumeNode.GetIJKToRASMatrix(vm)
-    return np.array([[vm.GetElement(r, c) for c in range(4)] for r in range(4)])
+    The node stores spacing, origin and direction cosines separately; flipping the signs of the first
+    two physical rows is exact, so a round trip reproduces the geometry bit for bit.
+    """
+    directions = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASDirectionMatrix(directions)
+    ras_dir = np.array([[directions.GetElement(r, c) for c in range(3)] for r in range(3)])
+    lps_dir = _RAS_TO_LPS @ ras_dir
+    origin = _RAS_TO_LPS @ np.array(volumeNode.GetOrigin(), dtype=float)
+    return (tuple(float(v) for v in volumeNode.GetSpacing()), tuple(float(v) for v in origin),
+            tuple(float(v) for v in lps_dir.ravel()))
 
 
 def image_from_volume_node(volumeNode, pixel_type=None) -> sitk.Image:
@@ -80,7 +80,7 @@ def image_from_volume_node(volumeNode, pixel_type=None) -> sitk.Image:
         raise InputError(f"expected a scalar 3D volume, got an array of shape {array.shape}",
                          path=f"Slicer node {volumeNode.GetName()}")
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    spacing, origin, direction = _geometry_from_ijk_to_ras(_ijk_to_ras_of_node(volumeNode))
+    spacing, origin, direction = _node_geometry_lps(volumeNode)
     image.SetSpacing(spacing)
     image.SetOrigin(origin)
     image.SetDirection(direction)
@@ -95,12 +95,14 @@ def update_volume_node_from_image(volumeNode, image: sitk.Image):
         raise InputError(f"expected a scalar 3D image, got {image.GetDimension()}D with "
                          f"{image.GetNumberOfComponentsPerPixel()} component(s)")
     slicer.util.updateVolumeFromArray(volumeNode, sitk.GetArrayFromImage(image))
-    vm = vtk.vtkMatrix4x4()
-    m = ijk_to_ras_from_image(image)
-    for r in range(4):
-        for c in range(4):
-            vm.SetElement(r, c, float(m[r, c]))
-    volumeNode.SetIJKToRASMatrix(vm)
+    ras_dir = _RAS_TO_LPS @ np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    directions = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            directions.SetElement(r, c, float(ras_dir[r, c]))
+    volumeNode.SetIJKToRASDirectionMatrix(directions)
+    volumeNode.SetSpacing(*image.GetSpacing())
+    volumeNode.SetOrigin(*(float(v) for v in _RAS_TO_LPS @ np.array(image.GetOrigin(), dtype=float)))
     volumeNode.Modified()
     return volumeNode
 

@@ -35,6 +35,7 @@ def _make_slicer_session():
     app_logic.SetMRMLScene(scene)
     # The Colors logic looks for optional colour files under the home directory; there are none.
     home = tempfile.mkdtemp(prefix="doseradiomics-slicer-home-")
+    (Path(home) / "share" / "ColorFiles").mkdir(parents=True)
     app_logic.SetHomeDirectory(home)
     app_logic.SetShareDirectory("share")
 
