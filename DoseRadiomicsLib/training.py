@@ -882,10 +882,11 @@ def read_ground_truth(path) -> pd.Series:
     frame = read_features(path)
     if "patient_id" not in frame.columns:
         raise DataError("ground truth has no patient_id column", path=path)
-    candidates = [c for c in frame.columns if "prob" in c.lower()] or \
-                 [c for c in frame.columns if c.lower() in ("p_true", "risk", "p")]
+    known = ("true_p", "true_probability", "p_true", "probability")
+    candidates = [c for c in frame.columns if c.lower() in known] or \
+                 [c for c in frame.columns if "prob" in c.lower()]
     if not candidates:
-        raise DataError("ground truth has no probability column (a column whose name contains 'prob')",
+        raise DataError("ground truth has no probability column (true_p, or a name containing 'prob')",
                         path=path)
     return pd.to_numeric(frame.set_index("patient_id")[candidates[0]], errors="coerce").dropna()
 

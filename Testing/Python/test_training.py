@@ -224,3 +224,30 @@ def test_clinical_encodings():
     assert coding["histology"]["encoded"] == ["histology_adeno", "histology_other"]
     assert coding["sex"]["encoded"] == "sex_female"
     assert coding["hb"]["impute"] == 117.5  # training median
+
+
+def test_train_command_with_a_manifest_file(tmp_path, capsys):
+    """``doseradiomics train`` on CSV files read by the real manifest reader."""
+    from DoseRadiomicsLib import cli
+    from DoseRadiomicsLib.modelfile import load_model
+    features, manifest, truth = synthetic_cohort(n=130, n_noise=20, seed=21)
+    df = manifest.df.copy()
+    for col in ("ct", "dose", "gtv"):
+        df[col] = [f"images/{p}/{col}.nrrd" for p in df.index]
+    df.to_csv(tmp_path / "manifest.csv", index_label="patient_id")
+    features.to_csv(tmp_path / "features.csv", index=False)
+    truth.rename("true_p").to_csv(tmp_path / "ground_truth.csv", index_label="patient_id")
+    args = ["train", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
+            "--out", str(tmp_path / "model.json"), "--seed", "4", "--lasso-rule", "min",
+            "--ground-truth", str(tmp_path / "ground_truth.csv"), "--predictions", str(tmp_path / "p.csv")]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    model = load_model(tmp_path / "model.json")
+    auc = model["evaluation"]["validation"]["combined"]["auc"]
+    assert f"combined   validation  {auc:.3f}" in out
+    assert "oracle" in out and model["ground_truth"]["oracle_auc"] > 0.8
+    assert model["settings"]["lasso_rule"] == "min" and model["settings"]["seed"] == 4
+    preds = pd.read_csv(tmp_path / "p.csv", dtype={"patient_id": str}).set_index("patient_id")
+    assert len(preds) == 130 and set(preds["cohort"]) == {"train", "validation"}
+    # the manifest's normalised values (flags 0/1, sex M/F) are encoded like the raw ones
+    assert model["clinical_coding"]["smoking"]["encoded"] == "smoking_yes"
