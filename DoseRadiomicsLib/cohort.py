@@ -37,6 +37,7 @@ import pandas as pd
 
 from . import __version__
 from .errors import DoseRadiomicsError
+from .pipeline import atomic_write_text, write_features_csv
 from .progress import ProgressBar, format_duration
 
 PATIENT_SCHEMA = "doseradiomics-cohort-patient/1"
@@ -121,15 +122,6 @@ def _unchanged(previous: dict | None, inputs, settings_hash: str) -> bool:
 
 # --------------------------------------------------------------------------- files
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def _json_safe(value):
     # plain JSON: non-finite floats become null
     if isinstance(value, float) and not math.isfinite(value):
@@ -169,7 +161,7 @@ def _write_failures(path: Path, failures: dict, order: list) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: r.get(k, "") for k in FAILURE_COLUMNS})
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _failure(pid: str, exc: BaseException) -> dict:
@@ -265,7 +257,7 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
                "fingerprint": fingerprint, "inputs": files, "seconds": round(time.perf_counter() - t0, 3),
                "features": dict(result.features), "record": result.record}
-        _atomic_write(patient_json_path(out_dir, pid), json.dumps(_json_safe(doc), indent=1))
+        atomic_write_text(patient_json_path(out_dir, pid), json.dumps(_json_safe(doc), separators=(",", ":")))
         return {"patient_id": pid, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - any failure is this patient's, recorded, and the run goes on
         return {"patient_id": pid, "status": "failed", "failure": _failure(pid, exc),
@@ -293,21 +285,19 @@ def collect_features(manifest_ids: list, out_dir, settings_hash: str) -> pd.Data
 
 
 def _write_features_csv(path: Path, df: pd.DataFrame) -> None:
-    import io
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(list(df.columns))
-    for row in df.itertuples(index=False):
-        # repr keeps every float bit, so a resumed run writes the same bytes as an uninterrupted one
-        w.writerow([repr(float(v)) if isinstance(v, float) else v for v in row])
-    _atomic_write(path, buf.getvalue())
+    if len(df):
+        # the single-patient writer: full float precision, so a resumed run writes the same bytes
+        write_features_csv(path, df.to_dict("records"))
+    else:
+        atomic_write_text(path, ",".join(df.columns) + "\n")
 
 
 def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress: bool = True,
                on_patient_done=None) -> CohortResult:
     """Extract every patient of the manifest into ``out_dir``; see the module docstring.
 
-    ``workers`` > 1 runs patients in that many processes. ``on_patient_done(patient_id, status)`` is
+    ``workers`` > 1 runs patients in that many processes (spawned, one thread each; a script calling
+    this with workers > 1 needs the usual ``if __name__ == "__main__":`` guard). ``on_patient_done(patient_id, status)`` is
     called in this process after each patient (status 'done', 'failed' or 'skipped').
     """
     from .environment import library_versions
@@ -329,6 +319,8 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     workers = max(1, int(workers))
 
     with _folder_lock(out, say):
+        for tmp in (out / "patients").glob(".*.tmp"):  # half-written files of a killed run
+            tmp.unlink(missing_ok=True)
         failures_path = out / "failures.csv"
         failures = {k: v for k, v in _read_failures(failures_path).items() if k in set(order)}
         missing = manifest.missing_files()
@@ -418,7 +410,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "library_versions": library_versions(),
         }
-        _atomic_write(out / "cohort.json", json.dumps(summary, indent=2))
+        atomic_write_text(out / "cohort.json", json.dumps(summary, indent=2))
     say(f"cohort-extract: {len(features)} of {len(order)} patients in {out / 'features.csv'} "
         f"({n_done} extracted, {n_skipped} unchanged, {n_failed} failed"
         + (f": see {out / 'failures.csv'}" if n_failed else "") + f") in {format_duration(elapsed)}")
