@@ -223,8 +223,10 @@ def _coding_table(model: dict) -> str:
     rows = []
     for variable, spec in model["clinical_coding"].items():
         if spec["kind"] == "categorical":
-            how = f"dummies vs the most frequent level {e(spec['reference'])}: " + ", ".join(
-                f"<code>{e(n)}</code> = {e(lev)}" for n, lev in zip(spec["encoded"], spec["dummy_levels"]))
+            labels = spec.get("level_labels") or {}
+            how = f"dummies vs the most frequent level {e(labels.get(spec['reference'], spec['reference']))}: " + \
+                ", ".join(f"<code>{e(n)}</code> = {e(labels.get(lev, lev))}"
+                          for n, lev in zip(spec["encoded"], spec["dummy_levels"]))
         elif spec["kind"] == "binary":
             how = f"<code>{e(spec['encoded'])}</code> = 1 for {e(spec['levels'][1])}, 0 for {e(spec['levels'][0])}"
         elif spec["kind"] == "ordinal":

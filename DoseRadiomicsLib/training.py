@@ -175,6 +175,9 @@ def fit_clinical_coding(raw: pd.DataFrame, columns) -> tuple[dict, list]:
             # most frequent level is the reference; ties broken alphabetically for determinism
             ordered = sorted(counts.index, key=lambda k: (-counts[k], k))
             spec["levels"] = ordered
+            # how each level is shown (its most common spelling in the manifest)
+            spec["level_labels"] = {k: str(present[keys == k].astype(str).str.strip().mode().iloc[0])
+                                    for k in ordered}
             spec["reference"] = ordered[0]
             spec["dummy_levels"] = ordered[1:]
             spec["encoded"] = [f"{variable}_{_safe(lev)}" for lev in ordered[1:]]
@@ -545,8 +548,10 @@ def cohort_table(raw: pd.DataFrame, cohort: pd.Series, coding: dict) -> list:
                 return spec["levels"][code - 1 if spec["kind"] == "ordinal" else code]
             groups = values.map(group)
         else:
+            labels = spec.get("level_labels", {})
             groups = values.map(lambda v: None if _is_missing(v) else _level_key(v))
-            levels = spec["levels"]
+            groups = groups.map(lambda k: labels.get(k, k) if k is not None else None)
+            levels = [labels.get(k, k) for k in spec["levels"]]
         table = np.array([[int(((groups == lev) & train).sum()), int(((groups == lev) & ~train).sum())]
                           for lev in levels])
         keep = table.sum(axis=1) > 0
