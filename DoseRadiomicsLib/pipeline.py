@@ -158,53 +158,56 @@ def _diagnostics(section: CrossSection, rois: SliceROIs, dose_stats: dict, cover
     return OrderedDict((DIAGNOSTIC_PREFIX + k, float(v)) for k, v in d.items())
 
 
-def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = None,
-                    progress=None, keep_images: bool = False) -> PatientResult:
-    """Read the patient's files, align the dose, choose the slice, build the ROIs and extract.
+class StageTimer:
+    """Seconds spent in each named stage of a patient's run, in order."""
 
-    ``progress`` is called with one line per stage. Errors are DoseRadiomicsError subclasses that
-    name the patient and the file.
-    """
-    from .alignment import align_dose_to_ct
-    from .readers import gtv_report, read_ct, read_dose, read_gtv
+    def __init__(self):
+        self.timings: "OrderedDict[str, float]" = OrderedDict()
+        self._t0 = time.perf_counter()
 
-    options = options or ExtractionOptions()
-    pid = inputs.patient_id
-    say = progress or (lambda _msg: None)
-    timings: "OrderedDict[str, float]" = OrderedDict()
-    t0 = time.perf_counter()
-
-    def lap(stage):
-        nonlocal t0
+    def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        timings[stage] = round(now - t0, 4)
-        t0 = now
+        self.timings[stage] = round(now - self._t0, 4)
+        self._t0 = now
 
+
+def _image_summary(loaded) -> dict:
+    img = loaded.image
+    return {"size": list(img.GetSize()), "spacing": list(img.GetSpacing()), "origin": list(img.GetOrigin()),
+            "direction": list(img.GetDirection()), "frame_of_reference_uid": loaded.frame_of_reference_uid,
+            "details": loaded.details}
+
+
+def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image,
+                    options: ExtractionOptions, record: dict | None = None, progress=None,
+                    timer: StageTimer | None = None, keep_images: bool = False) -> PatientResult:
+    """Everything after the dose is on the CT grid: slice, ROIs, dose statistics, features, record.
+
+    ``ct`` is a :class:`readers.LoadedImage`; ``record`` holds what the caller knows already (inputs,
+    alignment or picture registration) and is completed here. Shared by every route to the dose.
+    """
+    from .environment import library_versions
+    from .readers import gtv_report
+
+    pid = patient_id
+    say = progress or (lambda _msg: None)
+    timer = timer or StageTimer()
+    record = dict(record or {})
     try:
-        say(f"[{pid}] reading CT {inputs.ct}")
-        ct = read_ct(inputs.ct, patient=pid)
-        say(f"[{pid}] reading dose {inputs.dose}")
-        dose = read_dose(inputs.dose, unit=inputs.dose_unit, patient=pid)
-        say(f"[{pid}] reading GTV {inputs.gtv}" + (f" ({inputs.gtv_name})" if inputs.gtv_name else ""))
-        gtv = read_gtv(inputs.gtv, ct.image, name=inputs.gtv_name, label=inputs.gtv_label, patient=pid)
-        lap("read")
-        say(f"[{pid}] aligning dose to CT")
-        dose_on_ct, alignment = align_dose_to_ct(ct, dose, gtv=gtv, transform=options.transform,
-                                                 register=options.register, patient=pid)
-        lap("align")
         section = largest_cross_section(gtv, axis=options.axis, patient=pid)
         say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
             f"GTV area {section.area_mm2:.1f} mm2")
         rois = make_rois(ct.image, dose_on_ct, gtv, section, isodose_gy=options.isodose_gy,
                          isodose_touching_gtv=options.isodose_touching_gtv, patient=pid)
         dose_stats = gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
-        lap("slice_and_rois")
+        timer.lap("slice_and_rois")
         features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"))
-        lap("features")
+        timer.lap("features")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
 
-    row = _diagnostics(section, rois, dose_stats, float(alignment.get("gtv_dose_coverage", 1.0)))
+    coverage = float((record.get("alignment") or {}).get("gtv_dose_coverage") or 1.0)
+    row = _diagnostics(section, rois, dose_stats, coverage)
     row.update(features)
     ex = extractors(options)
     record = {
@@ -215,24 +218,51 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
         "parameter_files": {m: str(p) for m, p in options.parameter_paths().items()},
         "parameters": {m: e.parameters for m, e in ex.items()},
         "expected_features_per_roi": {name: ex[roi_modality(name)].expected_count for name in rois.masks},
-        "inputs": asdict(inputs),
-        "ct": {"size": list(ct.image.GetSize()), "spacing": list(ct.image.GetSpacing()),
-               "origin": list(ct.image.GetOrigin()), "direction": list(ct.image.GetDirection()),
-               "frame_of_reference_uid": ct.frame_of_reference_uid, "details": ct.details},
-        "dose": {"size": list(dose.image.GetSize()), "spacing": list(dose.image.GetSpacing()),
-                 "frame_of_reference_uid": dose.frame_of_reference_uid, "details": dose.details},
+        **record,
+        "ct": _image_summary(ct),
         "gtv": gtv_report(gtv),
-        "alignment": alignment,
         "cross_section": section.to_dict(),
         "roi_areas_mm2": rois.areas_mm2(),
         "roi_pixels": rois.pixel_counts(),
         "gtv_dose_statistics": dose_stats,
-        "timings_s": timings,
+        "timings_s": timer.timings,
+        "library_versions": library_versions(),
     }
-    from .environment import library_versions
-    record["library_versions"] = library_versions()
     return PatientResult(patient_id=pid, features=row, record=_jsonable(record), rois=rois,
                          dose_on_ct=dose_on_ct if keep_images else None)
+
+
+def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = None,
+                    progress=None, keep_images: bool = False) -> PatientResult:
+    """Read the patient's files, align the dose, choose the slice, build the ROIs and extract.
+
+    ``progress`` is called with one line per stage. Errors are DoseRadiomicsError subclasses that
+    name the patient and the file.
+    """
+    from .alignment import align_dose_to_ct
+    from .readers import read_ct, read_dose, read_gtv
+
+    options = options or ExtractionOptions()
+    pid = inputs.patient_id
+    say = progress or (lambda _msg: None)
+    timer = StageTimer()
+    try:
+        say(f"[{pid}] reading CT {inputs.ct}")
+        ct = read_ct(inputs.ct, patient=pid)
+        say(f"[{pid}] reading dose {inputs.dose}")
+        dose = read_dose(inputs.dose, unit=inputs.dose_unit, patient=pid)
+        say(f"[{pid}] reading GTV {inputs.gtv}" + (f" ({inputs.gtv_name})" if inputs.gtv_name else ""))
+        gtv = read_gtv(inputs.gtv, ct.image, name=inputs.gtv_name, label=inputs.gtv_label, patient=pid)
+        timer.lap("read")
+        say(f"[{pid}] aligning dose to CT")
+        dose_on_ct, alignment = align_dose_to_ct(ct, dose, gtv=gtv, transform=options.transform,
+                                                 register=options.register, patient=pid)
+        timer.lap("align")
+    except DoseRadiomicsError as exc:
+        raise exc.with_context(patient=pid)
+    record = {"inputs": asdict(inputs), "dose": _image_summary(dose), "alignment": alignment}
+    return measure_patient(pid, ct, gtv, dose_on_ct, options, record=record, progress=progress,
+                           timer=timer, keep_images=keep_images)
 
 
 def _jsonable(value):
