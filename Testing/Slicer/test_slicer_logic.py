@@ -279,6 +279,12 @@ def test_cohort_command_lines(module, tmp_path):
                      str(tmp_path / "out" / "extraction" / "features.csv"), "--manifest", str(manifest),
                      "--out", str(tmp_path / "out" / "model.json"), "--seed", "0"]
     assert report[3] == "report" and report[-1] == str(tmp_path / "out" / "report.html")
+    # Each command line is accepted by the doseradiomics command's own parser.
+    from DoseRadiomicsLib import cli
+    parser = cli.build_parser()
+    for cmd in (extract, train, report):
+        args = parser.parse_args(cmd[3:])
+        assert args.command == cmd[3] and callable(args.func)
     assert logic.progressFromLine("cohort-extract [######......] 12/48 3m elapsed") == 0.25
     assert logic.progressFromLine("reading manifest") is None
     from DoseRadiomicsLib.errors import InputError
