@@ -39,17 +39,6 @@ def _scene(scene=None):
 # Volumes
 
 
-def ijk_to_ras_from_image(image: sitk.Image) -> np.ndarray:
-    """The 4x4 IJK-to-RAS matrix of a 3D SimpleITK image (whose geometry is in LPS)."""
-    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.array(image.GetSpacing(), dtype=float)
-    origin = np.array(image.GetOrigin(), dtype=float)
-    m = np.eye(4)
-    m[:3, :3] = _RAS_TO_LPS @ direction @ np.diag(spacing)
-    m[:3, 3] = _RAS_TO_LPS @ origin
-    return m
-
-
 def _node_geometry_lps(volumeNode):
     """Spacing, origin and direction (ITK order, LPS) of a volume node, without matrix arithmetic.
 
