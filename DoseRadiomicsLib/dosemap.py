@@ -40,7 +40,7 @@ KINDS = ("similarity", "affine")
 #: Intensity-registration settings, recorded in the extraction record.
 REGISTRATION_SETTINGS = {
     "metric": "MattesMutualInformation", "histogram_bins": 32, "sampling": "all fixed pixels in the body",
-    "optimizer": "RegularStepGradientDescent", "learning_rate": 2.0, "relaxation": 0.8, "min_step": 1e-4,
+    "optimizer": "RegularStepGradientDescent", "learning_rate": 2.0, "fine_learning_rate": 0.5, "relaxation": 0.8, "min_step": 1e-4,
     "coarse_iterations": 150, "iterations": 300, "coarse_shrink_factors": [4, 2], "coarse_smoothing_sigmas_vox": [2, 1],
     "fine_shrink_factors": [2, 1], "fine_smoothing_sigmas_vox": [1, 0],
     "initialiser": "body moments (centroid, area -> scale, principal axis -> angle), best of "
@@ -202,7 +202,8 @@ def _moments(mask: sitk.Image) -> tuple:
     return c, len(rows) * sx * sy, float(np.arctan2(major[1], major[0]))
 
 
-def _registration_method(shrink, sigmas, fixed_mask, moving_mask, iterations) -> sitk.ImageRegistrationMethod:
+def _registration_method(shrink, sigmas, fixed_mask, moving_mask, iterations,
+                         learning_rate) -> sitk.ImageRegistrationMethod:
     s = REGISTRATION_SETTINGS
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=s["histogram_bins"])
@@ -210,7 +211,7 @@ def _registration_method(shrink, sigmas, fixed_mask, moving_mask, iterations) ->
     reg.SetMetricFixedMask(fixed_mask)
     reg.SetMetricMovingMask(moving_mask)
     reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=s["learning_rate"], minStep=s["min_step"],
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=learning_rate, minStep=s["min_step"],
                                                  numberOfIterations=int(iterations),
                                                  gradientMagnitudeTolerance=1e-8,
                                                  relaxationFactor=s["relaxation"])
@@ -269,22 +270,36 @@ def register_picture(decoded: DecodedDoseMap, ct_slice: sitk.Image, kind: str = 
             candidates.append(a)
     tried = []
     best = None
-    for angle in candidates:
+
+    def coarse(angle, scale, translation, stage):
+        nonlocal best
         tx = sitk.Similarity2DTransform()
         tx.SetCenter([float(v) for v in c_ct])
-        tx.SetAngle(angle)
-        tx.SetTranslation([float(v) for v in c_pic - c_ct])
+        tx.SetAngle(float(angle))
+        tx.SetScale(float(scale))
+        tx.SetTranslation([float(v) for v in translation])
         reg = _registration_method(s["coarse_shrink_factors"], s["coarse_smoothing_sigmas_vox"],
-                                   fixed_mask, moving_mask, s["coarse_iterations"])
+                                   fixed_mask, moving_mask, s["coarse_iterations"], s["learning_rate"])
         reg.SetInitialTransform(tx, inPlace=True)
         try:
             reg.Execute(fixed, moving)
         except RuntimeError:
-            continue
+            return
         value = float(reg.GetMetricValue())
-        tried.append({"start_angle_deg": float(np.degrees(angle)), "metric": value})
+        tried.append({"stage": stage, "start_angle_deg": float(np.degrees(angle)), "start_scale": float(scale),
+                      "metric": value})
         if best is None or value < best[0]:
             best = (value, tx)
+
+    for angle in candidates:
+        coarse(angle, 1.0, c_pic - c_ct, "angle")
+    if best is not None:
+        # A picture that cuts the body off (zoomed view, bar over it) misleads the moments: restart
+        # around the best result before refining.
+        start = best[1]
+        for d_angle, d_scale in ((8, 1.0), (-8, 1.0), (0, 0.92), (0, 1.08)):
+            coarse(start.GetAngle() + np.radians(d_angle), start.GetScale() * d_scale, start.GetTranslation(),
+                   "perturbation")
     if best is None:
         raise AlignmentError("the picture could not be registered to the CT slice", patient=patient, path=path,
                              hint="register with landmarks (--landmarks)")
@@ -296,7 +311,7 @@ def register_picture(decoded: DecodedDoseMap, ct_slice: sitk.Image, kind: str = 
         aff.SetTranslation(tx.GetTranslation())
         tx = aff
     reg = _registration_method(s["fine_shrink_factors"], s["fine_smoothing_sigmas_vox"], fixed_mask, moving_mask,
-                               s["iterations"])
+                               s["iterations"], s["fine_learning_rate"])
     reg.SetInitialTransform(tx, inPlace=True)
     try:
         reg.Execute(fixed, moving)
