@@ -49,14 +49,14 @@ def true_transform(centre_mm):
 
 
 def render(ct_slice, dose_slice, transform, grey_only=False):
-    """The planning system's picture (uint8 RGB) and the true dose at each picture pixel."""
+    """The planning system's picture (uint8 RGB), the true dose and the CT grey at each picture pixel."""
     ref = sitk.Image(list(SIZE), sitk.sitkFloat32)
     inverse = transform.GetInverse()
     ct = sitk.GetArrayFromImage(sitk.Resample(ct_slice, ref, inverse, sitk.sitkLinear, -1024.0))
     dose = sitk.GetArrayFromImage(sitk.Resample(dose_slice, ref, inverse, sitk.sitkLinear, 0.0))
     if grey_only:   # a grey dose map: black 0 Gy, white 75 Gy
         grey = np.clip(dose / DOSE_RANGE[1], 0, 1)
-        return np.round(np.repeat(grey[..., None], 3, axis=2) * 255).astype(np.uint8), dose
+        return np.round(np.repeat(grey[..., None], 3, axis=2) * 255).astype(np.uint8), dose, grey
     table = dc.load_colour_table("jet", DOSE_RANGE).densified()
     grey = np.clip((ct + 160.0) / 400.0, 0, 1)            # window level 40, width 400
     rgb = np.repeat(grey[..., None], 3, axis=2)
@@ -71,7 +71,7 @@ def render(ct_slice, dose_slice, transform, grey_only=False):
     draw.text((x0 - 40, y0 - 5), "75 Gy", fill=(255, 255, 255))
     draw.text((x0 - 32, y1 - 5), "0 Gy", fill=(255, 255, 255))
     draw.text((10, 10), "Plan 1  axial", fill=(255, 255, 0))
-    return np.asarray(im), dose
+    return np.asarray(im), dose, np.clip((ct + 160.0) / 400.0, 0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +87,10 @@ def case(tmp_path_factory):
     spacing = np.array(ct_slice.GetSpacing())
     centre = np.array([cols.mean(), rows.mean()]) * spacing
     truth = true_transform(centre)
-    rgb, dose_px = render(ct_slice, dose_slice, truth)
+    rgb, dose_px, grey_px = render(ct_slice, dose_slice, truth)
     Image.fromarray(rgb).save(out / "dosemap.png")
     return {"out": out, "ct": ct, "section": section, "ct_slice": ct_slice,
-            "dose_slice": sitk.GetArrayFromImage(dose_slice), "truth": truth, "dose_px": dose_px,
+            "dose_slice": sitk.GetArrayFromImage(dose_slice), "truth": truth, "dose_px": dose_px, "grey_px": grey_px,
             "body_points_mm": np.stack([cols, rows], axis=1) * spacing, "rgb": rgb,
             "png": out / "dosemap.png", "spacing": spacing}
 
@@ -129,8 +129,10 @@ def test_colour_bar_decoding_recovers_the_dose_and_opacity_in_picture_pixels(cas
     assert rms < 0.3, rms
     assert decoded.report["residual_levels"]["median"] < 1.5      # of 255: 8-bit rounding only
     assert np.isnan(decoded.dose[~decoded.wash]).all()
-    # the grey under the wash is the CT's windowed grey: check on pixels well inside the body
     assert decoded.report["wash_dose_range_gy"][0] == pytest.approx(LOWEST_ISODOSE, abs=0.3)
+    # the grey under the wash (what registration sees) is the CT's windowed grey
+    grey_error = decoded.grey[both] - case["grey_px"][both]
+    assert np.sqrt(np.mean(grey_error ** 2)) < 0.01
 
 
 def test_named_colour_table_gives_the_same_dose_as_the_bar(case):
@@ -311,7 +313,7 @@ def test_cli_intensity_mode_with_landmarks(case, tmp_path, capsys):
     """A grey dose map (the paper's DICOM conversion), placed by landmarks."""
     dose_slice = sitk.GetImageFromArray(case["dose_slice"].astype(np.float32))
     dose_slice.CopyInformation(case["ct_slice"])
-    grey, _ = render(case["ct_slice"], dose_slice, case["truth"], grey_only=True)
+    grey, _, _ = render(case["ct_slice"], dose_slice, case["truth"], grey_only=True)
     Image.fromarray(grey).save(tmp_path / "grey.png")
     ct_px = np.array([[40, 50], [90, 45], [70, 95], [85, 80]], float)
     pic_px = dm.map_points(case["truth"], ct_px * case["spacing"])
