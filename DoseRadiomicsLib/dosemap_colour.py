@@ -14,6 +14,13 @@ it. With ``a`` fixed, the grey axis drops out after projecting onto the plane no
 there and not in a perceptual space. The per-pixel residual (in 8-bit levels) is reported; pixels
 that fit no table colour (annotations, contour lines in other colours) are left out of the wash.
 
+Colour tables (Resources/ColourTables; a .json/.csv path works too): ``jet`` (dark blue, blue, cyan,
+green, yellow, red, dark red; matplotlib's breakpoints) and ``rainbow`` (blue, cyan, green, yellow,
+orange, red in equal steps). Position 0..1 along a table is spread linearly over the dose range.
+JSON: ``{"name", "description", "stops": [{"position", "rgb"}]}``; CSV: ``position,r,g,b`` rows;
+channels 0..1 or 0..255; positions rising from 0 to 1; colours linear in sRGB between stops. When the
+picture has its own colour bar, prefer it: it is the planning system's exact table and range.
+
 Limits (measured in Testing/Python/test_dosemap.py): colours the table repeats (jet's flat blue
 between 11 % and 12.5 % of the range) give that band's middle dose; a contour line drawn in a table
 colour is read as dose; an opaque wash (``a`` = 1) hides the CT, so only the outside of the wash
