@@ -11,13 +11,16 @@ DEMO_OUT ?= demo-output
 
 venv: $(STAMP)
 
-# pyradiomics' sdist does not build in pip's isolated environment: give it
-# numpy and versioneer first, then build it without isolation.
+# pyradiomics is published as source only and does not build in pip's isolated environment:
+# install numpy and versioneer first, then build it without isolation. We pin 3.0.1: the 3.1.0
+# archive's metadata calls itself 3.0.1a1, so pip discards it as inconsistent and would fall
+# back to 3.0.1 anyway; saying so keeps the build reproducible.
+PYRADIOMICS := 3.0.1
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet numpy==2.4.6 versioneer==0.29 wheel setuptools
-	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==3.1.0
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==$(PYRADIOMICS)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m DoseRadiomicsLib.environment --check
