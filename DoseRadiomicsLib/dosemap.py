@@ -40,9 +40,9 @@ KINDS = ("similarity", "affine")
 #: Intensity-registration settings, recorded in the extraction record.
 REGISTRATION_SETTINGS = {
     "metric": "MattesMutualInformation", "histogram_bins": 32, "sampling": "all fixed pixels in the body",
-    "optimizer": "RegularStepGradientDescent", "learning_rate": 2.0, "fine_learning_rate": 0.5, "relaxation": 0.8, "min_step": 1e-4,
+    "optimizer": "RegularStepGradientDescent", "learning_rate": 2.0, "fine_learning_rate": 0.5, "affine_learning_rate": 0.25, "relaxation": 0.8, "min_step": 1e-4,
     "coarse_iterations": 150, "iterations": 300, "coarse_shrink_factors": [4, 2], "coarse_smoothing_sigmas_vox": [2, 1],
-    "fine_shrink_factors": [2, 1], "fine_smoothing_sigmas_vox": [1, 0],
+    "fine_shrink_factors": [2, 1], "fine_smoothing_sigmas_vox": [1, 0], "threads": 1,
     "initialiser": "body moments (centroid, area -> scale, principal axis -> angle), best of "
                    "several starting angles", "ct_body_hu": -400.0,
 }
@@ -229,11 +229,24 @@ def register_picture(decoded: DecodedDoseMap, ct_slice: sitk.Image, kind: str = 
 
     Initialisation from the body outlines: centroids, scale from their areas, angle from their
     principal axes; the principal-axis angle, its opposite and the four right angles are each tried at
-    coarse resolution and the best metric wins. ``kind`` "similarity" or "affine" (similarity
-    first, then affine on top). Returns (transform CT-slice mm -> picture pixels, report).
+    coarse resolution, the best is restarted with its angle and scale nudged, and the best metric wins.
+    ``kind`` "similarity" or "affine" (the refined similarity, then affine on top, kept only if it
+    improves the metric). Runs single-threaded, so a picture always gives the same transform.
+    Returns (transform CT-slice mm -> picture pixels, report with the final metric and every start).
     """
     if kind not in KINDS:
         raise InputError(f"the transform must be one of {KINDS}, got '{kind}'", patient=patient)
+    # ITK's metric sums differ in the last bits with the thread count and scheduling, which can steer
+    # the optimiser to another result; one thread (the slice is small) gives the same answer every run.
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        return _register_picture(decoded, ct_slice, kind, patient, path)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+
+
+def _register_picture(decoded, ct_slice, kind, patient, path) -> tuple:
     s = REGISTRATION_SETTINGS
     grey = decoded.grey.copy()
     grey[decoded.excluded] = 0.0
@@ -303,29 +316,39 @@ def register_picture(decoded: DecodedDoseMap, ct_slice: sitk.Image, kind: str = 
     if best is None:
         raise AlignmentError("the picture could not be registered to the CT slice", patient=patient, path=path,
                              hint="register with landmarks (--landmarks)")
+    def refine(tx, learning_rate):
+        reg = _registration_method(s["fine_shrink_factors"], s["fine_smoothing_sigmas_vox"], fixed_mask,
+                                   moving_mask, s["iterations"], learning_rate)
+        reg.SetInitialTransform(tx, inPlace=True)
+        try:
+            reg.Execute(fixed, moving)
+        except RuntimeError as exc:
+            raise AlignmentError(f"registration of the picture to the CT slice failed "
+                                 f"({str(exc).strip().splitlines()[-1]})", patient=patient, path=path,
+                                 hint="register with landmarks (--landmarks)") from None
+        return float(reg.GetMetricValue()), reg.GetOptimizerStopConditionDescription()
+
     tx = best[1]
+    metric, stop = refine(tx, s["fine_learning_rate"])
+    report = {"method": f"intensity registration ({kind}, Mattes MI)", "kind": kind}
     if kind == "affine":
+        # Affine on top of the refined similarity; kept only if it explains the CT better.
         aff = sitk.AffineTransform(2)
         aff.SetCenter(tx.GetCenter())
         aff.SetMatrix(tx.GetMatrix())
         aff.SetTranslation(tx.GetTranslation())
-        tx = aff
-    reg = _registration_method(s["fine_shrink_factors"], s["fine_smoothing_sigmas_vox"], fixed_mask, moving_mask,
-                               s["iterations"], s["fine_learning_rate"])
-    reg.SetInitialTransform(tx, inPlace=True)
-    try:
-        reg.Execute(fixed, moving)
-    except RuntimeError as exc:
-        raise AlignmentError(f"registration of the picture to the CT slice failed ({str(exc).strip().splitlines()[-1]})",
-                             patient=patient, path=path, hint="register with landmarks (--landmarks)") from None
+        aff_metric, aff_stop = refine(aff, s["affine_learning_rate"])
+        report["similarity_metric"] = metric
+        if aff_metric <= metric:
+            tx, metric, stop = aff, aff_metric, aff_stop
+        else:
+            report["note"] = "the affine fit did not improve the metric: the similarity result is kept"
     m, t = _matrix(tx)
     result = _affine(m / mm_per_px, t / mm_per_px)
-    report = {"method": f"intensity registration ({kind}, Mattes MI)", "kind": kind,
-              "final_metric": float(reg.GetMetricValue()),
-              "stop_condition": reg.GetOptimizerStopConditionDescription(),
-              "initial_scale_px_per_mm": float(scale0), "starts": tried,
-              "body_area_ct_mm2": float(m_ct[1]), "body_area_picture_px": float(m_pic[1]),
-              "settings": dict(s), "transform": describe_transform(result)}
+    report.update({"final_metric": metric, "stop_condition": stop,
+                   "initial_scale_px_per_mm": float(scale0), "starts": tried,
+                   "body_area_ct_mm2": float(m_ct[1]), "body_area_picture_px": float(m_pic[1]),
+                   "settings": dict(s), "transform": describe_transform(result)})
     return result, report
 
 
