@@ -23,7 +23,6 @@ import concurrent.futures as cf
 import csv
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import socket
@@ -37,7 +36,8 @@ import pandas as pd
 
 from . import __version__
 from .errors import DoseRadiomicsError
-from .pipeline import atomic_write_text, write_features_csv
+from .fileio import atomic_write_text, jsonable
+from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
 
 PATIENT_SCHEMA = "doseradiomics-cohort-patient/1"
@@ -121,17 +121,6 @@ def _unchanged(previous: dict | None, inputs, settings_hash: str) -> bool:
 
 
 # --------------------------------------------------------------------------- files
-
-def _json_safe(value):
-    # plain JSON: non-finite floats become null
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
 
 def patient_json_path(out_dir, patient_id: str) -> Path:
     return Path(out_dir) / "patients" / f"{patient_id}.json"
@@ -257,7 +246,7 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
                "fingerprint": fingerprint, "inputs": files, "seconds": round(time.perf_counter() - t0, 3),
                "features": dict(result.features), "record": result.record}
-        atomic_write_text(patient_json_path(out_dir, pid), json.dumps(_json_safe(doc), separators=(",", ":")))
+        atomic_write_text(patient_json_path(out_dir, pid), json.dumps(jsonable(doc), separators=(",", ":")))
         return {"patient_id": pid, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - any failure is this patient's, recorded, and the run goes on
         return {"patient_id": pid, "status": "failed", "failure": _failure(pid, exc),

@@ -8,7 +8,6 @@ nothing (pyradiomics' LBP3D under SciPy >= 1.17) is an error that says why, neve
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import SimpleITK as sitk
 import yaml
 
 from .errors import ExtractionError, ROIError
+from .fileio import canonical_json
 
 PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Parameters"
 # config name -> (CT parameter file, dose parameter file)
@@ -62,10 +62,6 @@ def load_parameters(path) -> dict:
     params.setdefault("imageType", {"Original": {}})
     params.setdefault("setting", {})
     return params
-
-
-def canonical_json(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _derived_image_count(image_type: str, custom: dict, settings: dict) -> int:

@@ -34,12 +34,11 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 
-import numpy as np
 
 from .errors import ModelFileError
+from .fileio import atomic_write_text, canonical_json, jsonable
 
 SCHEMA = "doseradiomics-model"
 SCHEMA_VERSION = 1
@@ -47,36 +46,6 @@ MAX_BYTES = 20 * 1024 * 1024
 MODEL_NAMES = ("clinical", "RM_GTV", "DM_GTV", "DM_50Gy", "RDM", "combined")
 SOURCES = ("feature", "clinical", "model:RDM")
 CODING_KINDS = ("continuous", "binary", "ordinal", "categorical")
-
-
-def jsonable(obj):
-    """Plain JSON types from numpy/pandas objects; NaN and infinities become None."""
-    import pandas as pd
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return jsonable(obj.to_dict())
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
-
-
-def canonical_json(content: dict) -> str:
-    """The text the checksum is computed on: sorted keys, no spaces, ASCII, no NaN."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def content_checksum(content: dict) -> str:
@@ -96,9 +65,7 @@ def save_model(trained_or_dict, path) -> dict:
     content["checksum"] = content_checksum(content)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(content, indent=1, sort_keys=True, allow_nan=False) + "\n")
     return content
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
-import os
 import sys
 import time
 from collections import OrderedDict
@@ -24,7 +24,8 @@ import SimpleITK as sitk
 from . import __version__
 from .crosssection import CrossSection, largest_cross_section
 from .errors import DoseRadiomicsError
-from .extraction import FeatureExtractor, canonical_json, parameter_file
+from .extraction import FeatureExtractor, parameter_file
+from .fileio import atomic_write_text, canonical_json, jsonable
 from .rois import SliceROIs, make_rois, roi_modality
 
 DIAGNOSTIC_PREFIX = "diag__"
@@ -228,7 +229,7 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         "timings_s": timer.timings,
         "library_versions": library_versions(),
     }
-    return PatientResult(patient_id=pid, features=row, record=_jsonable(record), rois=rois,
+    return PatientResult(patient_id=pid, features=row, record=jsonable(record), rois=rois,
                          dose_on_ct=dose_on_ct if keep_images else None)
 
 
@@ -265,25 +266,8 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
                            timer=timer, keep_images=keep_images)
 
 
-def _jsonable(value):
-    """Make numpy scalars and tuples JSON-friendly (records are written as plain JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that a reader never sees half of it (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+# The dose-map route imported the private name; it moves to fileio.jsonable.
+_jsonable = jsonable
 
 
 def write_features_csv(path: Path, rows: list) -> None:
@@ -291,14 +275,13 @@ def write_features_csv(path: Path, rows: list) -> None:
     if not rows:
         raise ValueError("no rows to write")
     columns = list(rows[0].keys())
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        # repr keeps every digit of a float, so values read back bit for bit
+        writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> dict:

@@ -289,7 +289,7 @@ class TrainedModels:
 
     def to_dict(self) -> dict:
         """The model file's content (without schema header and checksum)."""
-        from .modelfile import jsonable
+        from .fileio import jsonable
         return jsonable({
             "models": self.models,
             "model_order": list(MODEL_NAMES),
