@@ -17,6 +17,7 @@ from .errors import DoseRadiomicsError
 # In the order ``--help`` lists them: one patient, then cohort work, then models.
 COMMAND_MODULES = [
     "DoseRadiomicsLib.pipeline",    # extract
+    "DoseRadiomicsLib.dosemap",     # extract-dosemap
     "DoseRadiomicsLib.synth",       # synth
     "DoseRadiomicsLib.cohort",      # cohort-extract
     "DoseRadiomicsLib.training",    # train

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import __version__
 from .crosssection import CrossSection, extract_slice, largest_cross_section
 from .dosemap_colour import (DecodedDoseMap, DoseMapPicture, check_box, colour_table_from_bar,
                              decode_colour_wash, decode_intensity, load_colour_table,
@@ -456,24 +455,14 @@ def extract_dose_map_patient(inputs: DoseMapInputs, settings: DoseMapSettings, o
     decode the picture; register it (landmarks if given, else mutual information); put the dose on
     the CT slice; build the ROIs and extract as the RTDOSE route does. Returns a
     :class:`pipeline.PatientResult` whose record also holds ``dose_map`` (decoding, registration)."""
-    from .environment import library_versions
-    from .pipeline import (ExtractionOptions, PatientResult, _diagnostics, _jsonable, extract_rois,
-                           extractors, options_settings_hash)
+    from .crosssection import extract_slice
+    from .pipeline import ExtractionOptions, StageTimer, measure_patient
     from .readers import read_ct, read_gtv
-    from .rois import make_rois, roi_modality
 
     options = options or ExtractionOptions()
     pid = inputs.patient_id
     say = progress or (lambda _m: None)
-    timings: "OrderedDict[str, float]" = OrderedDict()
-    t0 = time.perf_counter()
-
-    def lap(stage):
-        nonlocal t0
-        now = time.perf_counter()
-        timings[stage] = round(now - t0, 4)
-        t0 = now
-
+    timer = StageTimer()
     try:
         say(f"[{pid}] reading CT {inputs.ct}")
         ct = read_ct(inputs.ct, patient=pid)
@@ -482,9 +471,9 @@ def extract_dose_map_patient(inputs: DoseMapInputs, settings: DoseMapSettings, o
         say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm")
         say(f"[{pid}] reading dose-map picture {inputs.picture}")
         picture = read_dose_map_picture(inputs.picture, patient=pid)
-        lap("read")
+        timer.lap("read")
         decoded = decode_picture(picture, settings, patient=pid)
-        lap("decode")
+        timer.lap("decode")
         ct_slice = slice_image_2d(ct.image, section)
         if inputs.landmarks:
             ct_mm, pic_px, lm_report = read_landmarks(inputs.landmarks, ct.image, section, patient=pid)
@@ -494,48 +483,32 @@ def extract_dose_map_patient(inputs: DoseMapInputs, settings: DoseMapSettings, o
             say(f"[{pid}] registering the picture to the CT slice ({settings.registration})")
             transform, reg_report = register_picture(decoded, ct_slice, settings.registration,
                                                      patient=pid, path=inputs.picture)
-        lap("register")
+        timer.lap("register")
         dose_slice, dose_report = dose_slice_on_ct(decoded, transform, ct_slice, settings.below_wash_gy)
         wash_on_ct = dose_report.pop("wash_mask")
         dose_on_ct = dose_volume_on_ct(dose_slice, ct.image, section)
-        rois = make_rois(ct.image, dose_on_ct, gtv, section, isodose_gy=options.isodose_gy,
-                         isodose_touching_gtv=options.isodose_touching_gtv, patient=pid)
-        lap("slice_and_rois")
-        features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"))
-        lap("features")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
 
-    gtv_slice = sitk.GetArrayFromImage(rois.masks["GTV"])[0] != 0
+    # The picture holds one slice: dose statistics are the slice's, not the 3D GTV's.
+    gtv_slice = sitk.GetArrayFromImage(extract_slice(gtv, section))[0] != 0
     wash_cover = float((gtv_slice & wash_on_ct).sum() / gtv_slice.sum())
     slice_stats = OrderedDict([("GTV_slice_dose_mean_Gy", float(dose_slice[gtv_slice].mean())),
                                ("GTV_slice_in_wash_fraction", wash_cover)])
-    row = _diagnostics(section, rois, slice_stats, wash_cover)
-    row.update(features)
     warnings = []
     if wash_cover < 1.0:
         warnings.append(f"{1 - wash_cover:.1%} of the GTV on the slice lies outside the dose wash: "
                         f"those pixels get {settings.below_wash_gy:g} Gy")
-    ex = extractors(options)
     record = {
-        "patient_id": pid, "doseradiomics_version": __version__, "route": "dose-map picture",
-        "settings_hash": options_settings_hash(options), "options": options.to_dict(),
-        "parameter_files": {m: str(p) for m, p in options.parameter_paths().items()},
-        "parameters": {m: e.parameters for m, e in ex.items()},
-        "expected_features_per_roi": {name: ex[roi_modality(name)].expected_count for name in rois.masks},
+        "route": "dose-map picture",
         "inputs": asdict(inputs),
-        "ct": {"size": list(ct.image.GetSize()), "spacing": list(ct.image.GetSpacing()),
-               "origin": list(ct.image.GetOrigin()), "direction": list(ct.image.GetDirection()),
-               "frame_of_reference_uid": ct.frame_of_reference_uid, "details": ct.details},
         "dose_map": {"picture": picture.details, "settings": settings.to_dict(),
                      "decoding": decoded.report, "registration": reg_report, "on_ct": dose_report},
         "alignment": {"method": reg_report["method"], "gtv_dose_coverage": wash_cover, "warnings": warnings},
-        "cross_section": section.to_dict(), "roi_areas_mm2": rois.areas_mm2(),
-        "roi_pixels": rois.pixel_counts(), "gtv_dose_statistics": slice_stats,
-        "timings_s": timings, "library_versions": library_versions(),
     }
-    return PatientResult(patient_id=pid, features=row, record=_jsonable(record), rois=rois,
-                         dose_on_ct=dose_on_ct if keep_images else None)
+    return measure_patient(pid, ct, gtv, dose_on_ct, options, record=record, progress=progress,
+                           timer=timer, keep_images=keep_images, section=section,
+                           dose_statistics=slice_stats)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -143,7 +143,7 @@ def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.
     return out
 
 
-def _diagnostics(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float) -> "OrderedDict":
+def diagnostics_row(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float) -> "OrderedDict":
     d: "OrderedDict[str, float]" = OrderedDict()
     d["slice_axis"] = section.axis
     d["slice_index"] = section.index
@@ -181,11 +181,14 @@ def _image_summary(loaded) -> dict:
 
 def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image,
                     options: ExtractionOptions, record: dict | None = None, progress=None,
-                    timer: StageTimer | None = None, keep_images: bool = False) -> PatientResult:
+                    timer: StageTimer | None = None, keep_images: bool = False,
+                    section: CrossSection | None = None, dose_statistics: dict | None = None) -> PatientResult:
     """Everything after the dose is on the CT grid: slice, ROIs, dose statistics, features, record.
 
     ``ct`` is a :class:`readers.LoadedImage`; ``record`` holds what the caller knows already (inputs,
     alignment or picture registration) and is completed here. Shared by every route to the dose.
+    A route that knows the slice already passes ``section``; one whose dose exists on that slice only
+    (a dose-map picture) passes its own ``dose_statistics`` instead of the 3D GTV's.
     """
     from .environment import library_versions
     from .readers import gtv_report
@@ -195,20 +198,23 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
     timer = timer or StageTimer()
     record = dict(record or {})
     try:
-        section = largest_cross_section(gtv, axis=options.axis, patient=pid)
-        say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
-            f"GTV area {section.area_mm2:.1f} mm2")
+        if section is None:
+            section = largest_cross_section(gtv, axis=options.axis, patient=pid)
+            say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
+                f"GTV area {section.area_mm2:.1f} mm2")
         rois = make_rois(ct.image, dose_on_ct, gtv, section, isodose_gy=options.isodose_gy,
                          isodose_touching_gtv=options.isodose_touching_gtv, patient=pid)
-        dose_stats = gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
+        dose_stats = dose_statistics if dose_statistics is not None else \
+            gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
         timer.lap("slice_and_rois")
         features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"))
         timer.lap("features")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
 
-    coverage = float((record.get("alignment") or {}).get("gtv_dose_coverage") or 1.0)
-    row = _diagnostics(section, rois, dose_stats, coverage)
+    coverage = (record.get("alignment") or {}).get("gtv_dose_coverage")
+    coverage = 1.0 if coverage is None else float(coverage)
+    row = diagnostics_row(section, rois, dose_stats, coverage)
     row.update(features)
     ex = extractors(options)
     record = {
@@ -264,10 +270,6 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
     record = {"inputs": asdict(inputs), "dose": _image_summary(dose), "alignment": alignment}
     return measure_patient(pid, ct, gtv, dose_on_ct, options, record=record, progress=progress,
                            timer=timer, keep_images=keep_images)
-
-
-# The dose-map route imported the private name; it moves to fileio.jsonable.
-_jsonable = jsonable
 
 
 def write_features_csv(path: Path, rows: list) -> None:
