@@ -102,6 +102,13 @@ def _image_headers(folder: Path):
     return found
 
 
+def check_image_size(size, bytes_per_voxel, what, patient=None, path=None) -> None:
+    """:func:`DoseRadiomicsLib.readers.check_image_size` (imported late: readers imports this module)."""
+    from .readers import check_image_size as check
+
+    check(size, bytes_per_voxel, what, patient, path)
+
+
 def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
     """Read the CT series in a folder, or the series one DICOM file belongs to.
 
@@ -177,6 +184,9 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         if dz <= 0:
             dz = 1.0
 
+    first = slices[0][1]
+    check_image_size((int(first.get("Columns") or 0), int(first.get("Rows") or 0), len(slices)), 4,
+                     "CT", patient, slices[0][0])  # before GDCM allocates (rescaled voxels may be float32)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(p) for p, _ in slices])
     try:
@@ -247,7 +257,13 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
     if ds.get("DoseGridScaling") in (None, ""):
         raise InputError("RTDOSE without DoseGridScaling: the stored values cannot be turned into Gy",
                          patient=patient, path=path, hint="re-export the dose from the planning system")
-    scaling = float(ds.DoseGridScaling)
+    try:
+        scaling = float(ds.DoseGridScaling)
+    except (TypeError, ValueError):
+        scaling = float("nan")
+    if not np.isfinite(scaling) or scaling <= 0:
+        raise InputError(f"RTDOSE DoseGridScaling is {ds.DoseGridScaling!r}, not a positive number",
+                         patient=patient, path=path, hint="re-export the dose from the planning system")
     declared = ds.get("DoseUnits")
     if declared:
         file_unit = normalise_unit(declared, patient, path)
@@ -259,11 +275,17 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
     else:
         raise InputError("RTDOSE without DoseUnits", patient=patient, path=path,
                          hint="pass --dose-unit Gy or cGy")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    # float64 working copy: check the declared size before pydicom or numpy allocate anything
+    check_image_size((int(ds.get("Columns") or 0), int(ds.get("Rows") or 0), frames), 8, "dose", patient, path)
     try:
         stored = np.asarray(ds.pixel_array)
     except Exception as exc:  # pydicom raises many types for absent/undecodable pixel data
         raise InputError(f"the dose pixel data cannot be decoded ({exc})", patient=patient, path=path) from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if stored.size != frames * int(ds.Rows) * int(ds.Columns):
+        raise InputError(f"the dose pixel data holds {stored.size} values, not the {frames} x {ds.Rows} x "
+                         f"{ds.Columns} the header declares", patient=patient, path=path,
+                         hint="the file is damaged; export the dose again")
     stored = stored.reshape(frames, int(ds.Rows), int(ds.Columns))
 
     row, col, normal = _orientation(ds, patient, path)
@@ -400,13 +422,18 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
         raise InputError(f"expected a DICOM RTSTRUCT, found modality '{modality}'", patient=patient, path=path)
     rois = rtstruct_rois(ds)
     names = [r["name"] for r in rois]
+    # pydicom reads a cut-off file without complaint, dropping what is missing; the RT ROI
+    # Observations (Type 1, stored after the contours) being absent is the tell-tale sign.
+    truncated = ("; the file looks truncated (it ends before its RT ROI Observations)"
+                 if ds.get("RTROIObservationsSequence") is None else "")
     if name is None:
         raise InputError("an RTSTRUCT holds several structures; say which one is the GTV",
                          patient=patient, path=path,
                          hint=f"pass --gtv-name, one of: {', '.join(repr(n) for n in names)}")
     matches = [r for r in rois if r["name"].casefold() == str(name).strip().casefold()]
     if not matches:
-        raise InputError(f"no structure named '{name}'; available: {', '.join(repr(n) for n in names)}",
+        raise InputError(f"no structure named '{name}'; available: {', '.join(repr(n) for n in names)}"
+                         + truncated,
                          patient=patient, path=path, hint="pass one of the available names as --gtv-name")
     if len(matches) > 1:
         raise InputError(f"{len(matches)} structures are named '{name}' (ROI numbers "
@@ -433,6 +460,11 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
         if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
             other_types.add(kind)
             continue
+        declared = c.get("NumberOfContourPoints")
+        if len(data) % 3 or (declared not in (None, "") and len(data) != 3 * int(declared)):
+            raise InputError(f"a contour of '{roi['name']}' is damaged: {len(data)} coordinates for "
+                             f"{declared} points{truncated}", patient=patient, path=path,
+                             hint="export the RTSTRUCT again")
         pts = np.asarray(data, float).reshape(-1, 3)
         idx = (pts - origin) @ to_index.T
         k = idx[:, 2]
@@ -478,8 +510,9 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
         log.warning("%s: %s", path, w)
     if not mask.any():
         why = "has no contours" if not roi["contours"] else "has no contour on the CT grid"
-        raise InputError(f"structure '{roi['name']}' {why}" + (f": {report['warnings'][0]}" if report["warnings"] else ""),
-                         patient=patient, path=path, hint="check that the RTSTRUCT belongs to this CT")
+        raise InputError(f"structure '{roi['name']}' {why}" + (f": {report['warnings'][0]}" if report["warnings"] else "")
+                         + truncated, patient=patient, path=path,
+                         hint="export the RTSTRUCT again" if truncated else "check that the RTSTRUCT belongs to this CT")
     image = sitk.GetImageFromArray(mask)
     image.CopyInformation(reference)
     return image, report

@@ -88,6 +88,17 @@ def load_model(path) -> dict:
     except (UnicodeDecodeError, ValueError) as exc:
         raise ModelFileError(f"not valid JSON: {exc}", path=path,
                              hint="the file is damaged or is not a DoseRadiomics model file") from None
+    except RecursionError:  # a hostile file nesting brackets thousands deep
+        raise ModelFileError("not a model file: JSON nested too deeply", path=path,
+                             hint="the file is damaged or is not a DoseRadiomics model file") from None
+    try:
+        return _check_loaded(content, path)
+    except RecursionError:
+        raise ModelFileError("not a model file: JSON nested too deeply", path=path,
+                             hint="the file is damaged or is not a DoseRadiomics model file") from None
+
+
+def _check_loaded(content, path) -> dict:
     if not isinstance(content, dict):
         raise ModelFileError("the top level is not a JSON object", path=path)
     if content.get("schema") != SCHEMA:
@@ -159,6 +170,8 @@ def _validate(content: dict, path) -> None:
         if not isinstance(models.get(name), dict):
             fail(f"model {name!r} is missing")
     for name, m in models.items():
+        if not isinstance(m, dict):
+            fail(f"model {name!r} is not a JSON object")
         feats, sources = m.get("features"), m.get("sources")
         mins, maxs, coefs = m.get("min"), m.get("max"), m.get("coefficients")
         if not all(isinstance(v, list) for v in (feats, sources, mins, maxs, coefs)):

@@ -15,6 +15,17 @@ CONTRACT (implemented by the readers work; other modules rely on exactly this):
   ``.seg.nrrd`` segment chosen by ``name``. Unknown names list the available ones in the error.
 - Every failure raises :class:`~DoseRadiomicsLib.errors.InputError` naming the patient and file.
 
+Untrusted files: a header declaring more voxels than :func:`max_image_bytes` allows (default 2 GiB
+of working memory per image; the environment variable ``DOSERADIOMICS_MAX_IMAGE_BYTES`` raises it,
+e.g. ``8G``) is refused BEFORE anything is allocated; CT or dose voxels that are NaN or infinite, and
+a dose that is 0 Gy everywhere, are refused rather than turned into meaningless features.
+
+Orientation: any direction cosines are supported (oblique, sagittal or coronal acquisitions): the
+geometry comes from the file, and the cross-section is taken normal to an IMAGE axis (``axis`` of
+:func:`~DoseRadiomicsLib.crosssection.largest_cross_section`, the k axis by default), not a patient
+axis. For an oblique CT the "axial" slice is therefore the acquired slice; RTSTRUCT contours must lie
+in the CT's slice planes (contours across them are refused as drawn on another CT).
+
 DICOM specifics (series sorting, RTDOSE geometry, contour rasterisation) live in
 :mod:`DoseRadiomicsLib.dicomrt`.
 """
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +55,11 @@ DOSE_UNIT_KEYS = ("dose_unit", "doseunits", "dose_units", "doseunit")
 #: Metadata key of a mask from :func:`read_gtv` holding its JSON report (source, warnings).
 GTV_REPORT_KEY = "DoseRadiomics_gtv_report"
 _SEGMENT_KEY = re.compile(r"^Segment(\d+)_(\w+)$")
+#: Working memory one image may take unless ``DOSERADIOMICS_MAX_IMAGE_BYTES`` says otherwise.
+DEFAULT_MAX_IMAGE_BYTES = 2 * 1024 ** 3
+MAX_IMAGE_BYTES_VARIABLE = "DOSERADIOMICS_MAX_IMAGE_BYTES"
+_SIZE_SUFFIX = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
+_BITS = re.compile(r"(\d+)-bit")
 
 
 @dataclass
@@ -54,6 +71,64 @@ class LoadedImage:
     path: str
     frame_of_reference_uid: str | None = None
     details: dict = field(default_factory=dict)
+
+
+def max_image_bytes() -> int:
+    """The largest image (bytes of working memory) a reader will allocate.
+
+    ``DOSERADIOMICS_MAX_IMAGE_BYTES`` (a number of bytes, optionally with K, M, G or T) overrides
+    :data:`DEFAULT_MAX_IMAGE_BYTES`; an unreadable value is an InputError.
+    """
+    text = os.environ.get(MAX_IMAGE_BYTES_VARIABLE, "").strip().upper().removesuffix("B").removesuffix("I")
+    if not text:
+        return DEFAULT_MAX_IMAGE_BYTES
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)", text)
+    if not m:
+        raise InputError(f"{MAX_IMAGE_BYTES_VARIABLE}={os.environ[MAX_IMAGE_BYTES_VARIABLE]!r} is not a size",
+                         hint="give bytes, e.g. 4000000000 or 4G")
+    return int(float(m.group(1)) * _SIZE_SUFFIX[m.group(2)])
+
+
+def check_image_size(size, bytes_per_voxel: float, what: str, patient=None, path=None) -> None:
+    """Refuse an image whose header declares no voxels or more than :func:`max_image_bytes`.
+
+    Called with the size read from the header only, so a damaged or hostile header never makes
+    the reader allocate (a 200000 x 200000 x 5000 NRRD would otherwise ask for 400 TB).
+    """
+    dims = [int(n) for n in size]
+    shown = " x ".join(str(n) for n in dims)
+    if not dims or min(dims) <= 0:
+        raise InputError(f"the {what} header declares an empty image ({shown} voxels)",
+                         patient=patient, path=path, hint="the file is damaged; export it again")
+    need = float(np.prod([float(n) for n in dims])) * float(bytes_per_voxel)
+    limit = max_image_bytes()
+    if need > limit:
+        raise InputError(f"the {what} header declares {shown} voxels ({need / 1e9:.3g} GB in memory), more "
+                         f"than the {limit / 1e9:.3g} GB limit", patient=patient, path=path,
+                         hint=f"if the image is genuine, raise the limit with the environment variable "
+                              f"{MAX_IMAGE_BYTES_VARIABLE} (e.g. 8G); otherwise the file header is damaged")
+
+
+def _voxel_bytes(pixel_id: int, components: int) -> int:
+    """Bytes per voxel of a SimpleITK pixel type (from its description, e.g. '16-bit signed integer')."""
+    text = sitk.GetPixelIDValueAsString(pixel_id)
+    m = _BITS.search(text)
+    per = int(m.group(1)) // 8 if m else 8
+    if "complex" in text:
+        per *= 2
+    return per * max(1, int(components))
+
+
+def _check_finite(image: sitk.Image, what: str, patient, path) -> None:
+    """Refuse NaN or infinite voxels (only floating-point images can hold them)."""
+    if "float" not in image.GetPixelIDTypeAsString():
+        return
+    values = sitk.GetArrayViewFromImage(image)
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise InputError(f"the {what} has {bad} voxel(s) that are not finite numbers (NaN or infinite)",
+                         patient=patient, path=path,
+                         hint=f"the {what} is damaged or has undefined voxels; fill them (or re-export) and retry")
 
 
 def _check_exists(path, what: str, patient) -> Path:
@@ -71,9 +146,18 @@ def _is_image_file(p: Path) -> bool:
     return p.name.lower().endswith(IMAGE_SUFFIXES)
 
 
-def _read_sitk(p: Path, what: str, patient) -> sitk.Image:
+def _read_sitk(p: Path, what: str, patient, working_bytes: int = 0) -> sitk.Image:
+    """Read with SimpleITK after checking the header's size against the memory limit.
+
+    ``working_bytes``: bytes per voxel the caller will need afterwards (e.g. 8 for a float64 copy).
+    """
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
     try:
-        image = sitk.ReadImage(str(p))
+        reader.ReadImageInformation()
+        check_image_size(reader.GetSize(), max(_voxel_bytes(reader.GetPixelID(), reader.GetNumberOfComponents()),
+                                               working_bytes), what, patient, p)
+        image = reader.Execute()
     except RuntimeError as exc:
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         raise InputError(f"the {what} cannot be read ({lines[-1] if lines else 'unknown error'})",
@@ -94,6 +178,7 @@ def read_ct(path, patient=None) -> LoadedImage:
     p = _check_exists(path, "CT", patient)
     if p.is_dir() or (not _is_image_file(p) and dicomrt.is_dicom_file(p)):
         image, details = dicomrt.read_ct_series(p, patient=patient)
+        _check_finite(image, "CT", patient, p)
         return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)
     if not _is_image_file(p):
         raise InputError("unknown CT file type", patient=patient, path=p,
@@ -102,6 +187,7 @@ def read_ct(path, patient=None) -> LoadedImage:
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the CT has several components per voxel; a scalar image is needed",
                          patient=patient, path=p)
+    _check_finite(image, "CT", patient, p)
     return LoadedImage(image, str(p), None, {"format": p.suffix.lstrip(".").upper()})
 
 
@@ -130,9 +216,10 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
             raise InputError("unknown dose file type", patient=patient, path=p,
                              hint="give a DICOM RTDOSE or a .nrrd/.nii/.nii.gz/.mha/.mhd dose in Gy or cGy")
         image, details = dicomrt.read_rtdose(p, unit=unit, patient=patient)
+        _check_dose_values(image, patient, p)
         return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)
 
-    image = _read_sitk(p, "dose", patient)
+    image = _read_sitk(p, "dose", patient, working_bytes=8)  # converted through float64
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the dose has several components per voxel; a scalar image is needed",
                          patient=patient, path=p)
@@ -146,12 +233,22 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
                          patient=patient, path=p, hint="drop --dose-unit or correct the file")
     dose = sitk.Cast(image, sitk.sitkFloat64) * dicomrt.UNIT_TO_GY[used.upper()]
     dose = sitk.Cast(dose, sitk.sitkFloat32)
+    _check_dose_values(dose, patient, p)
     values = sitk.GetArrayViewFromImage(dose)
     details = {"format": p.suffix.lstrip(".").upper(), "original_units": header_unit, "unit_used": used,
                "unit_source": "argument" if unit is not None else f"header key {key}",
                "dose_grid_scaling": None, "dose_type": None, "dose_summation_type": None,
                "max_dose_gy": float(values.max()), "min_dose_gy": float(values.min())}
     return LoadedImage(dose, str(p), None, details)
+
+
+def _check_dose_values(dose: sitk.Image, patient, path) -> None:
+    """A dose must be finite and somewhere above 0 Gy: otherwise no isodose ROI means anything."""
+    _check_finite(dose, "dose", patient, path)
+    if float(sitk.GetArrayViewFromImage(dose).max()) <= 0.0:
+        raise InputError("the dose is 0 Gy everywhere", patient=patient, path=path,
+                         hint="the file holds no dose (an empty plan or a failed export); export the "
+                              "planned dose again")
 
 
 def _binary_on_reference(binary: sitk.Image, reference: sitk.Image) -> sitk.Image:

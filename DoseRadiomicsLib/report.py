@@ -14,6 +14,7 @@ import html
 import io
 from pathlib import Path
 
+from .errors import ModelFileError
 from .modelfile import MODEL_NAMES, load_model
 
 COHORTS = (("train", "Training cohort"), ("validation", "Validation cohort"))
@@ -392,9 +393,18 @@ def render_report(model: dict) -> str:
 def write_report(model_path, out_path) -> Path:
     """Load and validate a model file, write its HTML report; returns the report's path."""
     model = load_model(model_path)
+    try:
+        text = render_report(model)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # load_model checks what prediction needs; the report also reads the descriptive sections
+        # (cohort, evaluation, selection, survival, settings), which a hand-made file may lack
+        what = f"'{exc.args[0]}' is missing" if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ModelFileError(f"the model file cannot be reported: {what}", path=model_path,
+                             hint="write the model with doseradiomics train; a hand-made or "
+                                  "truncated file lacks the report's sections") from None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(model), encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     return out
 
 
