@@ -115,15 +115,23 @@ def feature_columns(columns) -> list:
 
 def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | None = None,
                  progress=None) -> "OrderedDict[str, float]":
-    """pyradiomics features of every ROI of ``rois``: ``<ROI>__<feature>`` -> value."""
+    """pyradiomics features of every ROI of ``rois``: ``<ROI>__<feature>`` -> value.
+
+    The ROIs of one slice (CT or dose) go to pyradiomics together, so that a filtered image is
+    computed once for every ROI that sees the same one (:meth:`FeatureExtractor.extract_many`).
+    """
     ex = extractors(options)
-    row: "OrderedDict[str, float]" = OrderedDict()
+    by_modality: "OrderedDict[str, OrderedDict]" = OrderedDict()
     for name, mask in rois.masks.items():
-        modality = roi_modality(name)
+        by_modality.setdefault(roi_modality(name), OrderedDict())[name] = mask
+    per_roi = {}
+    for modality, masks in by_modality.items():
         if progress:
-            progress(f"extracting {name} on the {modality} slice")
-        feats = ex[modality].extract(rois.image_for(name), mask, roi=name, patient=patient)
-        for k, v in feats.items():
+            progress(f"extracting {', '.join(masks)} on the {modality} slice")
+        per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient))
+    row: "OrderedDict[str, float]" = OrderedDict()
+    for name in rois.masks:
+        for k, v in per_roi[name].items():
             row[f"{name}{ROI_SEPARATOR}{k}"] = v
     return row
 
