@@ -3,12 +3,20 @@
 ``doseradiomics cohort-extract --manifest M --out DIR [--workers N]`` writes
 
 - ``DIR/patients/<id>.json`` as each patient finishes (atomically: temp file + rename), holding the
-  features row, the extraction record and an input fingerprint (sha256 of the CT, dose and GTV
+  feature values (in the order of a column list stored once, ``DIR/columns/<id>.json``), the
+  extraction record (slice, ROIs, alignment, dose statistics, timings, versions; the pyradiomics
+  parameters live once in ``cohort.json``) and an input fingerprint (sha256 of the CT, dose and GTV
   files' bytes, the GTV name/label, the dose unit and the settings hash);
 - ``DIR/failures.csv`` (patient_id, kind, file, message): patients that failed; the run goes on;
 - ``DIR/features.csv``: one row per extracted patient in manifest order, columns ``patient_id``,
   ``settings_hash``, then the features (diagnostics ``diag__*`` first, then ``<ROI>__<feature>``);
-- ``DIR/cohort.json``: settings, counts, timings and library versions.
+- ``DIR/cohort.json``: settings (with both pyradiomics parameter sets), counts, timings, the engine
+  and library versions.
+
+Patients run one after another (``workers=1``), in a pool of worker processes on this machine
+(``workers=N``: spawned once, one thread each, pyradiomics imported once per worker) or on a Dask
+cluster (``scheduler=`` address, or ``local_cluster=N``; see :mod:`DoseRadiomicsLib.distributed`).
+Every engine runs the same per-patient step and writes the same files.
 
 A rerun skips patients whose fingerprint is unchanged (a file whose size and modification time are
 those recorded is not re-hashed); a killed run resumes and loses nothing; failed patients are tried
@@ -40,7 +48,7 @@ from .fileio import atomic_write_text, jsonable
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
 
-PATIENT_SCHEMA = "doseradiomics-cohort-patient/1"
+PATIENT_SCHEMA = "doseradiomics-cohort-patient/2"
 FAILURE_COLUMNS = ["patient_id", "kind", "file", "message"]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 
@@ -103,10 +111,12 @@ def input_fingerprint(inputs, settings_hash: str, digests: dict | None = None) -
     return fp, files
 
 
-def _unchanged(previous: dict | None, inputs, settings_hash: str) -> bool:
-    """True when a stored patient result still matches the inputs and settings."""
+def _unchanged(previous: dict | None, inputs, settings_hash: str, out_dir=None) -> bool:
+    """True when a stored patient result still matches the inputs and settings (and is complete)."""
     if not previous or previous.get("schema") != PATIENT_SCHEMA or previous.get("settings_hash") != settings_hash:
         return False
+    if out_dir is not None and patient_features(previous, out_dir) is None:
+        return False      # its column list is missing or does not fit: extract again
     old = previous.get("inputs", {})
     digests = {}
     for role in ("ct", "dose", "gtv"):
@@ -124,6 +134,39 @@ def _unchanged(previous: dict | None, inputs, settings_hash: str) -> bool:
 
 def patient_json_path(out_dir, patient_id: str) -> Path:
     return Path(out_dir) / "patients" / f"{patient_id}.json"
+
+
+def columns_path(out_dir, columns_id: str) -> Path:
+    return Path(out_dir) / "columns" / f"{columns_id}.json"
+
+
+def _store_columns(out_dir, columns: list) -> str:
+    """Write the column list once (named by its own hash, so concurrent workers write the same file)."""
+    text = json.dumps(columns, separators=(",", ":"))
+    columns_id = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = columns_path(out_dir, columns_id)
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return columns_id
+
+
+def _read_columns(out_dir, columns_id, cache: dict) -> list | None:
+    if columns_id not in cache:
+        try:
+            cache[columns_id] = json.loads(columns_path(out_dir, columns_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            cache[columns_id] = None
+    return cache[columns_id]
+
+
+def patient_features(doc: dict, out_dir, cache: dict | None = None) -> dict | None:
+    """The feature row (column -> value, NaN for a null) of a stored patient; None if unreadable."""
+    columns = _read_columns(out_dir, doc.get("columns"), {} if cache is None else cache)
+    values = doc.get("values")
+    if columns is None or not isinstance(values, list) or len(values) != len(columns):
+        return None
+    return {c: float("nan") if v is None else v for c, v in zip(columns, values)}
 
 
 def _read_patient_json(path: Path) -> dict | None:
@@ -221,7 +264,9 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def _init_worker() -> None:
+def pin_threads() -> None:
+    """One thread for SimpleITK/ITK and for numpy's BLAS/OpenMP pools in this process."""
+    os.environ.update({k: "1" for k in THREAD_VARIABLES})   # for anything started later
     import SimpleITK as sitk
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
@@ -229,6 +274,33 @@ def _init_worker() -> None:
         threadpool_limits(1)
     except ImportError:
         pass
+
+
+def worker_threads() -> dict:
+    """What a worker runs with: the thread variables, SimpleITK's thread count and the BLAS/OpenMP pools."""
+    import SimpleITK as sitk
+    info = {"pid": os.getpid(), "env": {k: os.environ.get(k) for k in THREAD_VARIABLES},
+            "sitk_threads": sitk.ProcessObject.GetGlobalDefaultNumberOfThreads(), "threadpools": []}
+    try:
+        from threadpoolctl import threadpool_info
+        info["threadpools"] = [{"api": p.get("internal_api"), "num_threads": p.get("num_threads")}
+                               for p in threadpool_info()]
+    except ImportError:
+        pass
+    info["radiomics_imported"] = "radiomics" in sys.modules
+    return info
+
+
+def init_worker(options=None) -> None:
+    """A worker's start: pin threads to one, import pyradiomics and build the extractors once,
+    so that no patient pays for the imports."""
+    pin_threads()
+    if options is not None:
+        from .pipeline import extractors
+        extractors(options)
+
+
+_init_worker = init_worker   # the earlier name
 
 
 def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
@@ -243,9 +315,11 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
         if result.record.get("settings_hash") != settings_hash:
             raise DoseRadiomicsError(f"the extraction's settings hash {result.record.get('settings_hash')} "
                                      f"differs from the run's {settings_hash}", patient=pid)
+        columns_id = _store_columns(out_dir, list(result.features))
+        record = {k: v for k, v in result.record.items() if k != "parameters"}   # once, in cohort.json
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
                "fingerprint": fingerprint, "inputs": files, "seconds": round(time.perf_counter() - t0, 3),
-               "features": dict(result.features), "record": result.record}
+               "record": record, "columns": columns_id, "values": list(result.features.values())}
         atomic_write_text(patient_json_path(out_dir, pid), json.dumps(jsonable(doc), separators=(",", ":")))
         return {"patient_id": pid, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - any failure is this patient's, recorded, and the run goes on
@@ -257,19 +331,22 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
 
 def collect_features(manifest_ids: list, out_dir, settings_hash: str) -> pd.DataFrame:
     """The stored features of ``manifest_ids`` under ``settings_hash`` as one table (manifest order)."""
-    rows, columns, seen = [], [], set()
+    rows, columns, seen, cache = [], [], set(), {}
     for pid in manifest_ids:
         doc = _read_patient_json(patient_json_path(out_dir, pid))
-        if not doc or doc.get("settings_hash") != settings_hash:
+        if not doc or doc.get("schema") != PATIENT_SCHEMA or doc.get("settings_hash") != settings_hash:
             continue
-        for c in doc["features"]:
+        features = patient_features(doc, out_dir, cache)
+        if features is None:
+            continue
+        for c in features:
             if c not in seen:
                 seen.add(c)
                 columns.append(c)
-        rows.append(doc)
+        rows.append((doc, features))
     cols = ["patient_id", "settings_hash"] + columns
-    data = [[d["patient_id"], d["settings_hash"]]
-            + [float("nan") if d["features"].get(c) is None else d["features"][c] for c in columns] for d in rows]
+    nan = float("nan")
+    data = [[d["patient_id"], d["settings_hash"]] + [f.get(c, nan) for c in columns] for d, f in rows]
     return pd.DataFrame(data, columns=cols)
 
 
@@ -281,17 +358,48 @@ def _write_features_csv(path: Path, df: pd.DataFrame) -> None:
         atomic_write_text(path, ",".join(df.columns) + "\n")
 
 
+def _worker_died(pid: str, exc: BaseException) -> dict:
+    return {"patient_id": pid, "status": "failed", "seconds": None,
+            "failure": {"patient_id": pid, "kind": "WorkerDied", "file": "",
+                        "message": f"patient {pid}: the worker process died (out of memory?): {exc}; "
+                                   "rerun to retry"}}
+
+
+def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: int):
+    """Each patient's result dict from a pool of spawned, single-threaded worker processes."""
+    ctx = multiprocessing.get_context("spawn")
+    with _single_threaded_children():
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                                      initializer=init_worker, initargs=(options,))
+    try:
+        futures = {pool.submit(_extract_one, p, options, settings_hash, str(out)): p for p in todo}
+        for fut in cf.as_completed(futures):
+            try:
+                yield fut.result()
+            except cf.process.BrokenProcessPool as exc:
+                yield _worker_died(futures[fut].patient_id, exc)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress: bool = True,
-               on_patient_done=None) -> CohortResult:
+               on_patient_done=None, scheduler: str | None = None,
+               local_cluster: int | None = None) -> CohortResult:
     """Extract every patient of the manifest into ``out_dir``; see the module docstring.
 
     ``workers`` > 1 runs patients in that many processes (spawned, one thread each; a script calling
-    this with workers > 1 needs the usual ``if __name__ == "__main__":`` guard). ``on_patient_done(patient_id, status)`` is
-    called in this process after each patient (status 'done', 'failed' or 'skipped').
+    this with workers > 1 needs the usual ``if __name__ == "__main__":`` guard). ``scheduler`` (a Dask
+    scheduler address, e.g. ``tcp://10.0.0.5:8786``) or ``local_cluster`` (that many single-threaded
+    Dask worker processes on this machine) run the patients on Dask instead; the output folder and the
+    input files must then be reachable under the same paths from every worker.
+    ``on_patient_done(patient_id, status)`` is called in this process after each patient (status
+    'done', 'failed' or 'skipped').
     """
     from .environment import library_versions
     from .manifest import read_manifest
-    from .pipeline import ExtractionOptions, options_settings_hash
+    from .pipeline import ExtractionOptions, extractors, options_settings_hash
 
     t_start = time.perf_counter()
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -343,41 +451,38 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
         for p in patients:
             if p.patient_id in missing:
                 finish(p.patient_id, "failed", _failure(p.patient_id, missing[p.patient_id]))
-            elif _unchanged(_read_patient_json(patient_json_path(out, p.patient_id)), p, settings_hash):
+            elif _unchanged(_read_patient_json(patient_json_path(out, p.patient_id)), p, settings_hash, out):
                 finish(p.patient_id, "skipped")
             else:
                 todo.append(p)
         if not failures_path.exists():
             _write_failures(failures_path, failures, order)
 
+        dask = scheduler is not None or local_cluster is not None
+        engine = ({"kind": "dask", "scheduler": scheduler, "local_cluster": local_cluster} if dask
+                  else {"kind": "processes" if workers > 1 and len(todo) > 1 else "this process",
+                        "workers": min(workers, max(len(todo), 1))})
         if todo:
-            say(f"cohort-extract: {len(todo)} patient(s) to extract with {min(workers, len(todo))} worker(s), "
+            where = (f"on the Dask cluster at {scheduler}" if scheduler is not None else
+                     f"on a local Dask cluster of {local_cluster} worker(s)" if dask else
+                     f"with {min(workers, len(todo))} worker(s)")
+            say(f"cohort-extract: {len(todo)} patient(s) to extract {where}, "
                 f"{n_skipped} unchanged, {len(missing)} with missing files")
-        if workers == 1 or len(todo) <= 1:
-            for p in todo:
-                r = _extract_one(p, options, settings_hash, str(out))
+        if dask and todo:
+            from .distributed import dask_results
+            results = dask_results(todo, options, settings_hash, out, scheduler=scheduler,
+                                   local_workers=local_cluster, say=say)
+        elif workers == 1 or len(todo) <= 1:
+            results = (_extract_one(p, options, settings_hash, str(out)) for p in todo)
+        else:
+            results = _pool_results(todo, options, settings_hash, out, workers)
+        try:
+            for r in results:
                 finish(r["patient_id"], r["status"], r.get("failure"), r["seconds"])
-        elif todo:
-            ctx = multiprocessing.get_context("spawn")
-            with _single_threaded_children():
-                pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                                              initializer=_init_worker)
-            try:
-                futures = {pool.submit(_extract_one, p, options, settings_hash, str(out)): p for p in todo}
-                for fut in cf.as_completed(futures):
-                    p = futures[fut]
-                    try:
-                        r = fut.result()
-                    except cf.process.BrokenProcessPool as exc:
-                        r = {"patient_id": p.patient_id, "status": "failed", "seconds": None,
-                             "failure": {"patient_id": p.patient_id, "kind": "WorkerDied", "file": "",
-                                         "message": f"patient {p.patient_id}: the worker process died "
-                                                    f"(out of memory?): {exc}; rerun to retry"}}
-                    finish(r["patient_id"], r["status"], r.get("failure"), r["seconds"])
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()      # a generator's finally: shuts its pool or cluster down
         bar.close()
 
         features = collect_features(order, out, settings_hash)
@@ -389,7 +494,9 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             "manifest": str(manifest.path),
             "settings_hash": settings_hash,
             "options": options.to_dict(),
+            "parameters": {m: e.parameters for m, e in extractors(options).items()},
             "workers": workers,
+            "engine": engine,
             "counts": {"patients": len(order), "extracted": n_done, "unchanged": n_skipped,
                        "failed": n_failed, "in_features_csv": int(len(features))},
             "timings_s": {"total": round(elapsed, 3),
@@ -426,6 +533,13 @@ def register_cli(subparsers) -> None:
     p.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                    help="patients extracted in parallel (processes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    d = p.add_argument_group("running on a Dask cluster (instead of --workers)")
+    g = d.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786; every worker must "
+                        "see the manifest's files and --out under the same paths (a shared filesystem)")
+    g.add_argument("--local-cluster", type=int, metavar="N",
+                   help="start a Dask cluster of N single-threaded worker processes on this machine")
     add_extraction_options(p)
     p.set_defaults(func=run)
 
@@ -435,5 +549,5 @@ def run(args) -> int:
     from .pipeline import options_from_args
 
     run_cohort(args.manifest, args.out, options_from_args(args), workers=args.workers,
-                        progress=not args.quiet)
+               progress=not args.quiet, scheduler=args.scheduler, local_cluster=args.local_cluster)
     return 0
