@@ -4,6 +4,8 @@ Conversions, each keeping physical geometry:
 
 - volume node <-> SimpleITK image (MRML stores geometry in RAS, ITK in LPS: the first two
   physical axes change sign; voxel data is shared in the same k, j, i order);
+- a dose-map picture -> an RGB volume node whose IJK is the picture's pixel (x, y), and world
+  (RAS) points, e.g. markups control points, -> continuous IJK of any volume node;
 - segment of a segmentation node <-> UInt8 0/1 mask on a reference volume's grid;
 - table node <- a dict of columns / a pandas DataFrame (and back);
 - plot chart node <- named curves (x, y), as Slicer's Plots module draws them.
@@ -106,6 +108,68 @@ def volume_node_from_image(image: sitk.Image, name: str, scene=None, node=None,
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
     return node
+
+
+def picture_volume_node(rgb, name: str, centre_ras=None, scene=None, node=None):
+    """A one-slice RGB vector volume showing a picture (``rgb`` (rows, columns, 3), 0..1 or uint8).
+
+    Its IJK is the picture's pixel: i = column x, j = row y (origin top left), k = 0; spacing 1 mm.
+    The direction is LPS-identity, so an axial slice view shows the picture upright (x to the right,
+    y down), as it shows a CT. ``centre_ras`` puts the picture's centre pixel at that point (e.g. the
+    GTV's centre on the cross-section, so that jumping there keeps both in view).
+    """
+    scene = _scene(scene)
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"a picture is (rows, columns, 3) RGB, got an array of shape {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        rgb = np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if node is None:
+        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", scene.GenerateUniqueName(name))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(rgb[None]))
+    directions = vtk.vtkMatrix4x4()
+    for r, v in enumerate(np.diag(_RAS_TO_LPS)):
+        directions.SetElement(r, r, float(v))
+    node.SetIJKToRASDirectionMatrix(directions)
+    node.SetSpacing(1.0, 1.0, 1.0)
+    rows, cols = rgb.shape[:2]
+    centre_ijk = np.array([(cols - 1) / 2.0, (rows - 1) / 2.0, 0.0])
+    centre = np.zeros(3) if centre_ras is None else np.asarray(centre_ras, dtype=float)
+    node.SetOrigin(*(float(v) for v in centre - _RAS_TO_LPS @ centre_ijk))
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    node.Modified()
+    return node
+
+
+def ijk_from_ras(volumeNode, points_ras) -> np.ndarray:
+    """Continuous voxel indices (n, 3; i, j, k as ITK's index) of world RAS points in a volume node.
+
+    A parent transform of the node is undone first (world -> the node's own RAS), so a point placed
+    where the viewer shows a voxel gets that voxel's index.
+    """
+    pts = np.atleast_2d(np.asarray(points_ras, dtype=float)).reshape(-1, 3)
+    parent = volumeNode.GetParentTransformNode()
+    if parent is not None:
+        to_local = vtk.vtkGeneralTransform()
+        parent.GetTransformFromWorld(to_local)
+        pts = np.array([to_local.TransformPoint(*(float(v) for v in p)) for p in pts]).reshape(-1, 3)
+    ras_to_ijk = vtk.vtkMatrix4x4()
+    volumeNode.GetRASToIJKMatrix(ras_to_ijk)
+    m = np.array([[ras_to_ijk.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return pts @ m[:3, :3].T + m[:3, 3]
+
+
+def markups_points_ras(markupsNode) -> np.ndarray:
+    """World RAS positions (n, 3) of a markups node's placed control points, in their order."""
+    defined = slicer.vtkMRMLMarkupsNode.PositionDefined
+    out = []
+    for i in range(markupsNode.GetNumberOfControlPoints()):
+        if markupsNode.GetNthControlPointPositionStatus(i) == defined:
+            p = [0.0, 0.0, 0.0]
+            markupsNode.GetNthControlPointPositionWorld(i, p)
+            out.append(p)
+    return np.array(out, dtype=float).reshape(-1, 3)
 
 
 # --------------------------------------------------------------------------------------------

@@ -125,3 +125,58 @@ def test_tables_keep_types_and_plot_nodes_reference_their_columns(scene):
     low_y = slicer.util.arrayFromTableColumn(data, "low survival")
     np.testing.assert_allclose(low_y[:2], [1.0, 0.9])
     assert np.isnan(low_y[2:]).all()  # padding is NaN, which Slicer's plots skip
+
+
+def test_world_points_give_voxel_indices_through_rotation_and_parent_transform(scene):
+    """ijk_from_ras inverts what the viewer shows: ITK's index of the LPS point, transform undone."""
+    import vtk
+    from DoseRadiomicsLib import mrml_bridge
+
+    img = _rotated_image()
+    node = mrml_bridge.volume_node_from_image(img, "rotated", scene=scene)
+    ijk = np.array([[0.0, 0.0, 0.0], [10.0, 8.0, 6.0], [3.25, 5.5, 2.75]])
+    lps = np.array([img.TransformContinuousIndexToPhysicalPoint(list(p)) for p in ijk])
+    ras = lps * [-1, -1, 1]
+    np.testing.assert_allclose(mrml_bridge.ijk_from_ras(node, ras), ijk, atol=1e-9)
+    # Under a parent transform the node is shown moved: a world point there is the same voxel.
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "t")
+    m = vtk.vtkMatrix4x4()
+    rot = sitk.VersorTransform((0.0, 0.0, 1.0), math.radians(30.0)).GetMatrix()
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, rot[3 * r + c])
+    m.SetElement(0, 3, 12.0)
+    m.SetElement(1, 3, -7.5)
+    transform.SetMatrixTransformToParent(m)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    a = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    world = ras @ a[:3, :3].T + a[:3, 3]
+    np.testing.assert_allclose(mrml_bridge.ijk_from_ras(node, world), ijk, atol=1e-9)
+
+
+def test_picture_volume_shows_the_picture_upright_and_markups_read_back(scene):
+    import slicer
+    from DoseRadiomicsLib import mrml_bridge
+    from DoseRadiomicsLib.errors import InputError
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, size=(30, 45, 3)).astype(np.uint8)     # rows (y), columns (x)
+    node = mrml_bridge.picture_volume_node(rgb, "picture", centre_ras=(10.0, -20.0, 55.0), scene=scene)
+    assert node.IsA("vtkMRMLVectorVolumeNode")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(node)[0], rgb)
+    # Picture pixel (x, y) is voxel (i, j); x runs to patient left (screen right in an axial view),
+    # y to posterior (screen down); the centre pixel sits at centre_ras.
+    centre = ((45 - 1) / 2, (30 - 1) / 2, 0)
+    corner = (0.0, 0.0, 0.0)
+    ras = np.array([(10.0, -20.0, 55.0), (10.0 + 22.0, -20.0 + 14.5, 55.0)])
+    np.testing.assert_allclose(mrml_bridge.ijk_from_ras(node, ras), [centre, corner], atol=1e-9)
+    with pytest.raises(InputError, match="RGB"):
+        mrml_bridge.picture_volume_node(rgb[..., 0], "grey", scene=scene)
+    # Control points in placement order, unplaced ones skipped.
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "points")
+    markups.AddControlPoint(1.0, 2.0, 3.0)
+    markups.AddControlPoint(4.0, 5.0, 6.0)
+    markups.AddControlPoint(7.0, 8.0, 9.0)
+    markups.UnsetNthControlPointPosition(1)
+    np.testing.assert_array_equal(mrml_bridge.markups_points_ras(markups), [[1, 2, 3], [7, 8, 9]])
+    assert mrml_bridge.markups_points_ras(scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode")).shape == (0, 3)
