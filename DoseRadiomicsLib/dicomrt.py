@@ -172,7 +172,7 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
             i = int(np.argmax(np.abs(steps - dz)))
             raise InputError(f"uneven slice spacing: {steps[i]:.3f} mm between {slices[i][0].name} and "
                              f"{slices[i + 1][0].name}, {dz:.3f} mm elsewhere (a slice missing?)",
-                             patient=patient, path=folder)
+                             patient=patient, path=folder, hint="copy the complete series (every slice) into the folder")
         drift = positions[-1] - positions[0]
         sideways = drift - (drift @ normal) * normal
         if np.linalg.norm(sideways) > 0.01 * abs(float(drift @ normal)) + 0.01:
@@ -193,7 +193,8 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"the CT slices cannot be decoded ({str(exc).strip().splitlines()[-1]})",
-                         patient=patient, path=path) from None
+                         patient=patient, path=path,
+                         hint="a slice file is damaged or truncated; copy the series again") from None
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     sx, sy = _pixel_spacing(slices[0][1], patient, slices[0][0])
@@ -253,7 +254,8 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
     ds = read_header(path, patient, pixels=True)
     modality = str(ds.get("Modality", "")).upper()
     if modality != "RTDOSE":
-        raise InputError(f"expected a DICOM RTDOSE, found modality '{modality}'", patient=patient, path=path)
+        raise InputError(f"expected a DICOM RTDOSE, found modality '{modality}'", patient=patient, path=path,
+                         hint="give the RTDOSE file as the dose")
     if ds.get("DoseGridScaling") in (None, ""):
         raise InputError("RTDOSE without DoseGridScaling: the stored values cannot be turned into Gy",
                          patient=patient, path=path, hint="re-export the dose from the planning system")
@@ -281,7 +283,8 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
     try:
         stored = np.asarray(ds.pixel_array)
     except Exception as exc:  # pydicom raises many types for absent/undecodable pixel data
-        raise InputError(f"the dose pixel data cannot be decoded ({exc})", patient=patient, path=path) from None
+        raise InputError(f"the dose pixel data cannot be decoded ({exc})", patient=patient, path=path,
+                         hint="the file is damaged or truncated; export the dose again") from None
     if stored.size != frames * int(ds.Rows) * int(ds.Columns):
         raise InputError(f"the dose pixel data holds {stored.size} values, not the {frames} x {ds.Rows} x "
                          f"{ds.Columns} the header declares", patient=patient, path=path,
@@ -419,7 +422,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     ds = read_header(path, patient, pixels=True)
     modality = str(ds.get("Modality", "")).upper()
     if modality != "RTSTRUCT":
-        raise InputError(f"expected a DICOM RTSTRUCT, found modality '{modality}'", patient=patient, path=path)
+        raise InputError(f"expected a DICOM RTSTRUCT, found modality '{modality}'", patient=patient, path=path,
+                         hint="give the RTSTRUCT (structure set) file as the GTV")
     rois = rtstruct_rois(ds)
     names = [r["name"] for r in rois]
     # pydicom reads a cut-off file without complaint, dropping what is missing; the RT ROI

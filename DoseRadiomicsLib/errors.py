@@ -1,8 +1,38 @@
 """The exceptions DoseRadiomics raises for bad input.
 
 Every error a user can cause derives from :class:`DoseRadiomicsError`. Its message names the
-patient, the file and the problem, and says what to do, so that a cohort run can record it
-in ``failures.csv`` and a Slicer user can read it in a message box.
+patient, the file and the problem, and ``hint`` says what to do, so that a cohort run can record it
+in ``failures.csv`` (columns kind = the class name, file, message), a Slicer user can read it in a
+message box, and the ``doseradiomics`` command prints it on one line and exits with code 1.
+
+Which class for which bad input (each is a case of the corpus in ``Testing/BadInputs``):
+
+- :class:`InputError` (readers, dicomrt): a CT, dose or GTV file missing, empty, truncated or not
+  an image; NaN or infinite voxels; a header declaring more than the memory limit
+  (``DOSERADIOMICS_MAX_IMAGE_BYTES``, checked before allocating); several components per voxel;
+  a DICOM series with a missing slice or a gantry tilt; an RTDOSE without or with a non-positive
+  DoseGridScaling, in RELATIVE units or 0 Gy everywhere; a NRRD/NIfTI dose without a unit or with
+  a conflicting one; an RTSTRUCT without the named ROI (the available names are listed), with only
+  open contours, contours off the CT grid or across its slices, another frame of reference, or cut
+  off; an empty GTV label or mask; the wrong DICOM modality for a role.
+- :class:`AlignmentError` (alignment): dose and CT in different frames of reference without a
+  transform, a dose grid that misses the CT or the whole GTV, an unreadable transform.
+- :class:`ROIError` (crosssection, rois): an ROI empty or smaller than 4 pixels on the largest
+  cross-section (e.g. no pixel reaches the isodose).
+- :class:`ExtractionError` (extraction): pyradiomics failed or gave another feature set.
+- :class:`ManifestError` (manifest): missing or duplicate columns, a cell of the wrong type,
+  duplicate or unsafe patient ids, not UTF-8, empty, larger than 50 MB; with ``check_files``,
+  missing image files (a cohort run instead records each as that patient's InputError).
+- :class:`DataError` (training): the cohort cannot support the analysis: one outcome class, fewer
+  events than the 10 cross-validation folds, no outcome, mixed extraction settings.
+- :class:`ModelFileError` (modelfile, prediction, report): not JSON, nested too deeply, another
+  schema, a newer schema version, a checksum mismatch, NaN or infinite numbers, inconsistent
+  models, larger than 20 MB, extraction settings that differ from the features', or lacking the
+  sections a report needs.
+
+Unusual but valid inputs are supported, not refused: oblique, sagittal or coronal CTs (the cross-
+section is normal to an image axis), one-slice CTs, RTDOSE in cGy, self-intersecting contours
+(even-odd fill), paths with spaces and non-ASCII characters.
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ def read_manifest(path, extra_clinical=(), check_files: bool = False) -> Manifes
         raise ManifestError(f"the manifest is not UTF-8 text (byte {exc.start})", path=path,
                             hint="save it as 'CSV UTF-8' from the spreadsheet program") from None
     if not text.strip():
-        raise ManifestError("the manifest is empty", path=path)
+        raise ManifestError("the manifest is empty", path=path,
+                            hint="a manifest is a CSV with a header (patient_id, ct, dose, gtv) and one row per patient")
     delim = _delimiter(path, text)
     reader = csv.reader(text.splitlines(), delimiter=delim)
     try:
@@ -197,7 +198,8 @@ def read_manifest(path, extra_clinical=(), check_files: bool = False) -> Manifes
                             hint="a manifest needs patient_id, ct, dose and gtv; found: " + ", ".join(header))
     body = [r for r in body if any(cell.strip() for cell in r)]  # blank lines are not patients
     if not body:
-        raise ManifestError("the manifest has a header but no patients", path=path)
+        raise ManifestError("the manifest has a header but no patients", path=path,
+                            hint="add one row per patient below the header")
     records = []
     for n, r in enumerate(body, start=1):
         if len(r) != len(header):
@@ -221,7 +223,7 @@ def read_manifest(path, extra_clinical=(), check_files: bool = False) -> Manifes
         if key in first_row:
             raise ManifestError(f"patient_id '{rec['patient_id']}' is already used in row {first_row[key]} "
                                 f"(ids must be unique, ignoring case) (line {n + 1} of the file)", row=n, column=shown["patient_id"],
-                                path=path)
+                                path=path, hint="give each patient one row with a unique patient_id")
         first_row[key] = n
     df = pd.DataFrame(out_rows).set_index("patient_id", drop=True)
     if "outcome" in df:
@@ -249,7 +251,7 @@ class _Validator:
 
     def fail(self, n: int, column: str, problem: str, hint: str | None = None):
         raise ManifestError(f"{problem} (line {n + 1} of the file)", row=n, column=self.shown.get(column, column),
-                            path=self.path, hint=hint)
+                            path=self.path, hint=hint or "correct this cell and run again")
 
     def number(self, n, c, text, lo=None, hi=None, hint=None):
         if text.lower() in MISSING:

@@ -100,13 +100,15 @@ def load_model(path) -> dict:
 
 def _check_loaded(content, path) -> dict:
     if not isinstance(content, dict):
-        raise ModelFileError("the top level is not a JSON object", path=path)
+        raise ModelFileError("the top level is not a JSON object", path=path,
+                             hint="this is not a DoseRadiomics model file")
     if content.get("schema") != SCHEMA:
         raise ModelFileError(f"schema is {content.get('schema')!r}, not {SCHEMA!r}", path=path,
                              hint="this is not a DoseRadiomics model file")
     version = content.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ModelFileError(f"invalid schema_version {version!r}", path=path)
+        raise ModelFileError(f"invalid schema_version {version!r}", path=path,
+                             hint="the file is damaged or was not written by DoseRadiomics")
     if version > SCHEMA_VERSION:
         raise ModelFileError(f"the model file has schema version {version}; this DoseRadiomics reads "
                              f"version {SCHEMA_VERSION} only", path=path,

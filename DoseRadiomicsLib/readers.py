@@ -103,10 +103,18 @@ def check_image_size(size, bytes_per_voxel: float, what: str, patient=None, path
     need = float(np.prod([float(n) for n in dims])) * float(bytes_per_voxel)
     limit = max_image_bytes()
     if need > limit:
-        raise InputError(f"the {what} header declares {shown} voxels ({need / 1e9:.3g} GB in memory), more "
-                         f"than the {limit / 1e9:.3g} GB limit", patient=patient, path=path,
+        raise InputError(f"the {what} header declares {shown} voxels ({_readable_bytes(need)} in memory), "
+                         f"more than the {_readable_bytes(limit)} limit", patient=patient, path=path,
                          hint=f"if the image is genuine, raise the limit with the environment variable "
                               f"{MAX_IMAGE_BYTES_VARIABLE} (e.g. 8G); otherwise the file header is damaged")
+
+
+def _readable_bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
 
 
 def _voxel_bytes(pixel_id: int, components: int) -> int:
@@ -136,9 +144,11 @@ def _check_exists(path, what: str, patient) -> Path:
         raise InputError(f"no {what} file given", patient=patient)
     p = Path(path).expanduser()
     if not p.exists():
-        raise InputError(f"the {what} file does not exist", patient=patient, path=p)
+        raise InputError(f"the {what} file does not exist", patient=patient, path=p,
+                         hint="check the path (a manifest's paths are relative to the manifest's folder)")
     if p.is_file() and p.stat().st_size == 0:
-        raise InputError(f"the {what} file is empty", patient=patient, path=p)
+        raise InputError(f"the {what} file is empty", patient=patient, path=p,
+                         hint="the copy or export was interrupted; copy or export it again")
     return p
 
 
@@ -161,7 +171,8 @@ def _read_sitk(p: Path, what: str, patient, working_bytes: int = 0) -> sitk.Imag
     except RuntimeError as exc:
         lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
         raise InputError(f"the {what} cannot be read ({lines[-1] if lines else 'unknown error'})",
-                         patient=patient, path=p) from None
+                         patient=patient, path=p,
+                         hint="the file is damaged, truncated or not an image; export it again") from None
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
     if image.GetDimension() != 3:
@@ -186,7 +197,7 @@ def read_ct(path, patient=None) -> LoadedImage:
     image = _read_sitk(p, "CT", patient)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the CT has several components per voxel; a scalar image is needed",
-                         patient=patient, path=p)
+                         patient=patient, path=p, hint="give the CT in HU (grey values), not a colour image")
     _check_finite(image, "CT", patient, p)
     return LoadedImage(image, str(p), None, {"format": p.suffix.lstrip(".").upper()})
 
@@ -222,7 +233,8 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
     image = _read_sitk(p, "dose", patient, working_bytes=8)  # converted through float64
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the dose has several components per voxel; a scalar image is needed",
-                         patient=patient, path=p)
+                         patient=patient, path=p, hint="give the dose grid in Gy or cGy, not a colour picture "
+                                                       "(a dose-map picture goes to extract-dosemap)")
     key, header_unit = _unit_from_header(image)
     if unit is None and header_unit is None:
         raise InputError("the dose unit is not declared in the file", patient=patient, path=p,

@@ -121,7 +121,8 @@ def make_rois(ct: sitk.Image, dose_on_ct: sitk.Image, gtv: sitk.Image, section: 
         if n < min_pixels:
             raise ROIError(f"ROI {name} has {n} pixel(s) on slice {section.index}, fewer than the "
                            f"{min_pixels} pyradiomics needs for meaningful texture features",
-                           patient=patient)
+                           patient=patient, hint="check the GTV contour or label; a region this small "
+                                                 "cannot be described by texture")
     return SliceROIs(section=section, ct=ct_slice, dose=dose_slice,
                      masks=OrderedDict((k, _mask_like(ct_slice, v)) for k, v in masks.items()),
                      isodose_gy=thresholds)
