@@ -365,12 +365,17 @@ def _worker_died(pid: str, exc: BaseException) -> dict:
                                    "rerun to retry"}}
 
 
-def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: int):
-    """Each patient's result dict from a pool of spawned, single-threaded worker processes."""
+def worker_pool(workers: int, options=None) -> cf.ProcessPoolExecutor:
+    """``workers`` spawned processes, each pinned to one thread and with pyradiomics loaded once."""
     ctx = multiprocessing.get_context("spawn")
     with _single_threaded_children():
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                                      initializer=init_worker, initargs=(options,))
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+                                      initargs=(options,))
+
+
+def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: int):
+    """Each patient's result dict from a pool of spawned, single-threaded worker processes."""
+    pool = worker_pool(min(workers, len(todo)), options)
     try:
         futures = {pool.submit(_extract_one, p, options, settings_hash, str(out)): p for p in todo}
         for fut in cf.as_completed(futures):
