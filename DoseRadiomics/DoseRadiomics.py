@@ -22,8 +22,8 @@ from slicer.ScriptedLoadableModule import *  # noqa: F403 (Slicer's scripted-mod
 from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 
-from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode,  # noqa: E402
-                    vtkMRMLTableNode)
+from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode,  # noqa: E402
+                    vtkMRMLSegmentationNode, vtkMRMLTableNode, vtkMRMLVectorVolumeNode)
 
 try:  # Qt exists only inside the Slicer application; headless tests use the Logic and Test only.
     import ctk
@@ -133,7 +133,11 @@ class DoseRadiomicsParameterNode:
     on the largest cross-section; featureTable - the extracted features;
     isodoseGy - isodose thresholds in Gy, e.g. "50" or "45 50"; config - "paper" (1,595 features per
     ROI) or "2d"; modelPath, clinicalValues - the model file and clinical inputs for prediction;
-    manifestPath, cohortOutputDir - the cohort job.
+    manifestPath, cohortOutputDir - the cohort job;
+    dosePicture* - the dose-map picture route: the picture file, how to read its dose (mode, colour
+    table, colour bar box and orientation, dose range in Gy, wash opacity or "" to estimate it), how to
+    register it (automatic or landmarks; similarity or affine), the picture shown as a volume, and the
+    two landmark point lists (pictureLandmarks on the picture, ctLandmarks on the CT slice).
     """
 
     ctVolume: vtkMRMLScalarVolumeNode
@@ -152,6 +156,19 @@ class DoseRadiomicsParameterNode:
     clinicalValues: str = ""
     manifestPath: Path
     cohortOutputDir: Path
+    dosePicturePath: Path
+    dosePictureMode: Annotated[str, Choice(["colour-table", "colour-bar", "intensity"])] = "colour-table"
+    dosePictureColourTable: Annotated[str, Choice(["jet", "rainbow"])] = "jet"
+    dosePictureColourBar: str = ""
+    dosePictureBarOrientation: Annotated[str, Choice(["vertical", "horizontal"])] = "vertical"
+    dosePictureDoseLow: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
+    dosePictureDoseHigh: Annotated[float, WithinRange(0.0, 1000.0)] = 70.0
+    dosePictureOpacity: str = ""
+    dosePictureRegistration: Annotated[str, Choice(["automatic", "landmarks"])] = "automatic"
+    dosePictureTransform: Annotated[str, Choice(["similarity", "affine"])] = "similarity"
+    dosePictureNode: vtkMRMLVectorVolumeNode
+    pictureLandmarks: vtkMRMLMarkupsFiducialNode
+    ctLandmarks: vtkMRMLMarkupsFiducialNode
 
 
 class ExtractionCancelled(Exception):
@@ -194,6 +211,12 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
         self.ui.alignButton.connect("clicked(bool)", self.onAlign)
+        self.ui.showPictureButton.connect("clicked(bool)", self.onShowPicture)
+        self.ui.importPictureButton.connect("clicked(bool)", self.onImportPicture)
+        self.ui.dosePictureModeComboBox.connect("currentIndexChanged(int)", self.updateDosePictureWidgets)
+        self.ui.dosePictureRegistrationComboBox.connect("currentIndexChanged(int)", self.updateDosePictureWidgets)
+        self.ui.pictureLandmarksSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onPictureLandmarksChanged)
+        self.ui.ctLandmarksSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onCtLandmarksChanged)
         self.ui.gtvSegmentSelector.connect("currentSegmentChanged(QString)", self.onGtvSegmentChanged)
         self.ui.gtvSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onGtvSegmentationChanged)
         self.ui.largestSliceButton.connect("clicked(bool)", self.onLargestSlice)
@@ -207,6 +230,7 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
 
         self.initializeParameterNode()
         self.updateDependencyStatus()
+        self.updateDosePictureWidgets()
 
     def cleanup(self) -> None:
         self.removeObservers()
@@ -308,6 +332,71 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             p.alignedDose = aligned
             self.logic.showDoseWash(p.ctVolume, aligned, opacity=p.doseOpacity)
             self._status(self.logic.describeAlignment())
+
+    # Dose-map picture (instead of an RTDOSE)
+
+    def updateDosePictureWidgets(self, *_args) -> None:
+        """Enable only the inputs the chosen mode and registration use."""
+        mode = self.ui.dosePictureModeComboBox.currentText
+        self.ui.dosePictureColourTableComboBox.enabled = mode == "colour-table"
+        self.ui.dosePictureColourBarLineEdit.enabled = mode == "colour-bar"
+        self.ui.dosePictureBarOrientationComboBox.enabled = mode == "colour-bar"
+        self.ui.dosePictureOpacityLineEdit.enabled = mode != "intensity"
+        landmarks = self.ui.dosePictureRegistrationComboBox.currentText == "landmarks"
+        for widget in (self.ui.pictureLandmarksSelector, self.ui.pictureLandmarksPlaceWidget,
+                       self.ui.ctLandmarksSelector, self.ui.ctLandmarksPlaceWidget):
+            widget.enabled = landmarks
+
+    def onPictureLandmarksChanged(self, node) -> None:
+        self.ui.pictureLandmarksPlaceWidget.setCurrentNode(node)
+        self.logic.showPictureForLandmarks(None, pictureMarkupsNode=node)
+
+    def onCtLandmarksChanged(self, node) -> None:
+        self.ui.ctLandmarksPlaceWidget.setCurrentNode(node)
+        self.logic.showPictureForLandmarks(None, ctMarkupsNode=node)
+
+    def _picturePath(self) -> str:
+        path = self._parameterNode.dosePicturePath
+        return "" if path is None or str(path) in ("", ".") else str(path)
+
+    def _crossSection(self):
+        p = self._parameterNode
+        return self.logic.findLargestCrossSection(p.gtvSegmentation, p.gtvSegmentId, p.ctVolume)
+
+    def onShowPicture(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Showing the dose-map picture failed."), waitCursor=True):
+            section = self._crossSection() if p.ctVolume and p.gtvSegmentation and p.gtvSegmentId else None
+            p.dosePictureNode = self.logic.loadDoseMapPicture(self._picturePath(), section=section,
+                                                              outputNode=p.dosePictureNode)
+            if section is not None:
+                self.logic.jumpToCrossSection(section)
+            self.logic.showPictureForLandmarks(p.dosePictureNode, p.pictureLandmarks, p.ctLandmarks)
+            self._status(_("The picture is in the yellow view, the CT's largest cross-section in the red view."))
+
+    def onImportPicture(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Importing the dose-map picture failed."), waitCursor=True):
+            settings = self.logic.doseMapSettings(
+                p.dosePictureMode, (p.dosePictureDoseLow, p.dosePictureDoseHigh),
+                colourTable=p.dosePictureColourTable, colourBar=p.dosePictureColourBar,
+                barOrientation=p.dosePictureBarOrientation, opacity=p.dosePictureOpacity,
+                registration=p.dosePictureTransform)
+            landmarks = None
+            if p.dosePictureRegistration == "landmarks":
+                landmarks = self.logic.landmarksFromMarkups(p.pictureLandmarks, p.ctLandmarks, p.dosePictureNode,
+                                                            p.ctVolume, self._crossSection())
+            # Reuse the dose node only if it came from a picture: never overwrite an aligned RTDOSE.
+            previous = p.alignedDose
+            reuse = previous if previous and previous.GetAttribute(self.logic.ATTR_DOSE_MAP_PICTURE) else None
+            dose, report = self.logic.importDoseMapPicture(self._picturePath(), p.ctVolume, p.gtvSegmentation,
+                                                           p.gtvSegmentId, settings, landmarks=landmarks,
+                                                           outputNode=reuse)
+            p.alignedDose = dose
+            self.logic.showDoseWash(p.ctVolume, dose, opacity=p.doseOpacity)
+            text = self.logic.describeDoseMapImport(report)
+            self.ui.dosePictureResultLabel.text = text
+            self._status(text)
 
     def onLargestSlice(self) -> None:
         p = self._parameterNode
@@ -723,6 +812,196 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             from DoseRadiomicsLib.errors import InputError
             raise InputError(f"isodose thresholds must be numbers in Gy, got '{text}'",
                              hint="e.g. 50, or 45 50") from None
+
+    # ---------------------------------------------------------------------------------------
+    # Dose-map picture: the paper's route, a planning-system picture of the dose instead of RTDOSE.
+    # Every step is DoseRadiomicsLib.dosemap's; the Logic converts nodes and points.
+
+    ATTR_DOSE_MAP_PICTURE = "DoseRadiomics.DoseMapPicture"
+
+    @staticmethod
+    def _numbers(value, count: int, what: str, hint: str) -> tuple:
+        """``count`` numbers from text ('500 80 520 400', commas allowed) or a sequence."""
+        from DoseRadiomicsLib.errors import InputError
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").replace(";", " ").split() if v]
+        try:
+            numbers = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            numbers = ()
+        if len(numbers) != count:
+            raise InputError(f"{what} must be {count} numbers, got '{value}'", hint=hint)
+        return numbers
+
+    def doseMapSettings(self, mode: str, doseRange, colourTable: str = "jet", colourBar=None,
+                        barOrientation: str = "vertical", opacity=None, registration: str = "similarity",
+                        belowWashGy: float = 0.0):
+        """The library's ``dosemap.DoseMapSettings`` from the panel's values.
+
+        ``mode`` colour-table / colour-bar / intensity; ``doseRange`` (low, high) Gy: the doses of the
+        table's first and last colour, of the bar's bottom (left) and top (right) end, or of black and
+        white; ``colourBar`` the bar's box "X0 Y0 X1 Y1" in picture pixels; ``opacity`` of the wash
+        ("" or None: estimated from the picture); ``registration`` similarity or affine.
+        """
+        from DoseRadiomicsLib import dosemap
+        from DoseRadiomicsLib.errors import InputError
+        if mode not in dosemap.MODES:
+            raise InputError(f"unknown dose-map mode '{mode}'", hint=f"one of {', '.join(dosemap.MODES)}")
+        low, high = self._numbers(doseRange, 2, "the dose range", "the lowest and highest dose in Gy, e.g. 0 75")
+        bar = None
+        if mode == "colour-bar":
+            bar = self._numbers(colourBar, 4, "the colour bar box",
+                                "its corners X0 Y0 X1 Y1 in picture pixels (x right, y down from the top left): "
+                                "show the picture and read them from the pixel readout")
+        opacityValue = None
+        if opacity not in (None, ""):
+            opacityValue = self._numbers([opacity] if not isinstance(opacity, str) else opacity, 1,
+                                         "the wash opacity", "a number in (0, 1], or empty to estimate it")[0]
+        return dosemap.DoseMapSettings(mode=mode, dose_range=(low, high), colour_bar=bar,
+                                       bar_orientation=barOrientation,
+                                       colour_table=colourTable if mode == "colour-table" else None,
+                                       opacity=opacityValue, registration=registration,
+                                       below_wash_gy=float(belowWashGy))
+
+    def loadDoseMapPicture(self, picturePath, section=None, outputNode=None):
+        """The picture as a one-slice RGB volume (IJK = picture pixel x, y), for placing landmarks on it.
+
+        Read by the library's reader (PNG, JPEG, DICOM secondary capture), so what is shown is what is
+        decoded. ``section`` (from :meth:`findLargestCrossSection`) centres it on the GTV's slice centre.
+        """
+        from DoseRadiomicsLib import dosemap_colour, mrml_bridge
+        picture = dosemap_colour.read_dose_map_picture(picturePath)
+        centre = section["ras"] if isinstance(section, dict) else None
+        node = mrml_bridge.picture_volume_node(picture.rgb, f"{Path(picturePath).stem} (dose-map picture)",
+                                               centre_ras=centre, node=outputNode)
+        node.SetAttribute(self.ATTR_DOSE_MAP_PICTURE, str(picturePath))
+        return node
+
+    def landmarksFromMarkups(self, pictureMarkupsNode, ctMarkupsNode, pictureNode, ctNode, section) -> tuple:
+        """Landmark pairs for ``dosemap.fit_landmarks`` from two markups point lists.
+
+        The n-th point on the picture (shown by :meth:`loadDoseMapPicture`) pairs with the n-th point on
+        the CT's cross-section. Returns ``(ct_mm (n, 2), picture_px (n, 2), report)``: CT points in the
+        library's slice frame (in-plane voxel index x spacing, mm), picture points in picture pixels
+        (x right, y down). Markups are in world RAS; each volume's own RAS-to-IJK (and parent transform)
+        converts them, so RAS vs LPS never enters. ``section``: the dict of
+        :meth:`findLargestCrossSection` or a ``CrossSection``.
+        """
+        import numpy as np
+        from DoseRadiomicsLib import mrml_bridge
+        from DoseRadiomicsLib.errors import InputError
+        section = section["section"] if isinstance(section, dict) else section
+        if pictureMarkupsNode is None or ctMarkupsNode is None or pictureNode is None:
+            raise InputError("landmark registration needs a point list on the picture and one on the CT slice",
+                             hint="show the picture, then place matching points on it and on the CT")
+        onPicture = mrml_bridge.markups_points_ras(pictureMarkupsNode)
+        onCt = mrml_bridge.markups_points_ras(ctMarkupsNode)
+        if len(onPicture) != len(onCt):
+            raise InputError(f"{len(onPicture)} landmark(s) on the picture but {len(onCt)} on the CT slice",
+                             hint="points pair up in the order placed: place the same number on each")
+        pictureIjk = mrml_bridge.ijk_from_ras(pictureNode, onPicture)
+        cols, rows = pictureNode.GetImageData().GetDimensions()[:2]
+        outside = [i + 1 for i, (x, y, k) in enumerate(pictureIjk)
+                   if not (-0.5 <= x <= cols - 0.5 and -0.5 <= y <= rows - 0.5 and abs(k) <= 0.5)]
+        if outside:
+            raise InputError(f"picture landmark(s) {outside} lie outside the picture '{pictureNode.GetName()}'",
+                             hint="place them on the picture itself")
+        ctIjk = mrml_bridge.ijk_from_ras(ctNode, onCt)
+        spacing = np.array(ctNode.GetSpacing(), dtype=float)
+        inPlane = [a for a in range(3) if a != section.axis]
+        offSlice = np.abs(ctIjk[:, section.axis] - section.index) * spacing[section.axis]
+        off = [i + 1 for i, d in enumerate(offSlice) if d > 0.5 * spacing[section.axis]]
+        if off:
+            raise InputError(f"CT landmark(s) {off} are not on the largest cross-section (slice "
+                             f"{section.index}): up to {offSlice.max():.1f} mm away",
+                             hint="press 'Find largest cross-section' and place the CT points on that slice")
+        report = {"pairs": len(onCt), "max_distance_from_slice_mm": float(offSlice.max(initial=0.0)),
+                  "source": f"markups '{pictureMarkupsNode.GetName()}' (picture), '{ctMarkupsNode.GetName()}' (CT)"}
+        return ctIjk[:, inPlane] * spacing[inPlane], pictureIjk[:, :2], report
+
+    def importDoseMapPicture(self, picturePath, ctNode, gtvSegmentationNode, gtvSegment, settings,
+                             landmarks=None, outputNode=None, axis: int = 2) -> tuple:
+        """The dose of a dose-map picture placed on the CT's largest cross-section: ``(doseNode, report)``.
+
+        The library decodes the picture (``settings``: a ``dosemap.DoseMapSettings``, see
+        :meth:`doseMapSettings`), registers it to the CT slice (mutual information, or ``landmarks`` =
+        ``(ct_mm, picture_px[, report])`` from :meth:`landmarksFromMarkups`), resamples the dose onto the
+        slice and puts it on the CT grid (0 Gy on every other slice). The node is a dose volume like the
+        aligned RTDOSE (colour wash, dose attributes): making the dose ROIs, extracting and predicting
+        work on it unchanged. ``report``: picture, settings, decoding (colour-fit residual), registration
+        (landmark residual or metric), placement on the CT, GTV coverage by the wash.
+        """
+        import SimpleITK as sitk
+        from DoseRadiomicsLib import crosssection, dosemap, dosemap_colour, mrml_bridge
+        ct = self._loaded(ctNode, "CT").image
+        gtv = mrml_bridge.mask_from_segment(gtvSegmentationNode, gtvSegment, ctNode)
+        section = crosssection.largest_cross_section(gtv, axis=axis)
+        picture = dosemap_colour.read_dose_map_picture(picturePath)
+        decoded = dosemap.decode_picture(picture, settings)
+        ctSlice = dosemap.slice_image_2d(ct, section)
+        if landmarks is not None:
+            transform, registration = dosemap.fit_landmarks(landmarks[0], landmarks[1], settings.registration)
+            if len(landmarks) > 2:
+                registration["landmarks"] = landmarks[2]
+        else:
+            transform, registration = dosemap.register_picture(decoded, ctSlice, settings.registration,
+                                                               path=picturePath)
+        doseSlice, onCt = dosemap.dose_slice_on_ct(decoded, transform, ctSlice, settings.below_wash_gy)
+        wash = onCt.pop("wash_mask")
+        doseOnCt = dosemap.dose_volume_on_ct(doseSlice, ct, section)
+        gtvSlice = sitk.GetArrayFromImage(crosssection.extract_slice(gtv, section))[0] != 0
+        coverage = float((gtvSlice & wash).sum() / gtvSlice.sum())
+        report = {"picture": dict(picture.details, path=str(picturePath)), "settings": settings.to_dict(),
+                  "decoding": decoded.report, "registration": registration, "on_ct": onCt,
+                  "cross_section": section.to_dict(), "gtv_slice_in_wash_fraction": coverage}
+        outputNode = mrml_bridge.volume_node_from_image(doseOnCt, f"{Path(picturePath).stem} dose on CT",
+                                                        node=outputNode)
+        outputNode.SetAttribute("DoseRadiomics.AlignedDose", "1")
+        outputNode.SetAttribute("DoseRadiomics.DoseUnit", "Gy")
+        outputNode.SetAttribute(SLICERRT_DOSE_ATTRIBUTE, "1")
+        outputNode.SetAttribute(self.ATTR_DOSE_MAP_PICTURE, str(picturePath))
+        outputNode.SetAttribute(self.ATTR_INDEX, str(section.index))
+        self.lastAlignmentReport = {"method": registration["method"], "gtv_dose_coverage": coverage,
+                                    "dose_map": report}
+        self.showDoseWash(ctNode, outputNode)
+        return outputNode, report
+
+    @staticmethod
+    def describeDoseMapImport(report: dict) -> str:
+        """One line for the panel: where the dose went, the registration residual, the colour fit."""
+        reg = report["registration"]
+        text = _("Dose from the picture on slice {k} ({method}).").format(
+            k=report["cross_section"]["index"], method=reg["method"])
+        if "residual_rms_mm" in reg:
+            text += " " + _("Landmark residual {rms:.2f} mm RMS, max {mx:.2f} mm, {n} pairs.").format(
+                rms=reg["residual_rms_mm"], mx=reg["residual_max_mm"], n=reg["pairs"])
+        else:
+            text += " " + _("Registration metric {m:.3f} (Mattes MI, lower is better).").format(m=reg["final_metric"])
+        colour = report["decoding"].get("residual_levels")
+        if colour:
+            text += " " + _("Colour fit residual {rms:.1f}/255 RMS, wash opacity {a:.2f}.").format(
+                rms=colour["rms"], a=report["decoding"]["opacity"])
+        text += " " + _("GTV on the slice inside the wash: {p:.1f}%.").format(p=100 * report["gtv_slice_in_wash_fraction"])
+        return text
+
+    def showPictureForLandmarks(self, pictureNode, pictureMarkupsNode=None, ctMarkupsNode=None,
+                                pictureView: str = "Yellow", ctView: str = "Red") -> None:
+        """Picture landmarks shown only in the picture's view, CT landmarks only in the CT's; in the
+        application the picture view becomes axial and shows the picture."""
+        for node, view in ((pictureMarkupsNode, pictureView), (ctMarkupsNode, ctView)):
+            if node is None:
+                continue
+            if node.GetDisplayNode() is None:
+                node.CreateDefaultDisplayNodes()
+            node.GetDisplayNode().SetViewNodeIDs([f"vtkMRMLSliceNode{view}"])
+        app = getattr(slicer, "app", None)
+        if app is None or pictureNode is None:
+            return
+        sliceWidget = app.layoutManager().sliceWidget(pictureView)
+        sliceWidget.mrmlSliceNode().SetOrientationToAxial()
+        sliceWidget.sliceLogic().GetSliceCompositeNode().SetBackgroundVolumeID(pictureNode.GetID())
+        sliceWidget.sliceLogic().GetSliceCompositeNode().SetForegroundVolumeID(None)
+        sliceWidget.sliceLogic().FitSliceToAll()
 
     def makeDoseROIs(self, ctNode, alignedDoseNode, gtvSegmentationNode, gtvSegment, isodoseGy=(50.0,),
                      isodoseTouchingGtv=False, outputSegmentationNode=None, axis: int = 2):

@@ -19,19 +19,24 @@ SCRIPT = MODULE / "DoseRadiomics.py"
 # (2026-08-21) and CTK commit 868d56c7: Qt's own widgets (QtDesigner's standard set), CTK's designer
 # plugins in Libs/Widgets/Plugins (ctkCollapsibleButtonPlugin, ctkPathLineEditPlugin,
 # ctkSliderWidgetPlugin), Slicer's in Libs/MRML/Widgets/DesignerPlugins (qMRMLWidgetPlugin,
-# qMRMLNodeComboBoxPlugin) and Modules/Loadable/Segmentations/Widgets/DesignerPlugins
-# (qMRMLSegmentSelectorWidgetPlugin, qMRMLSegmentEditorWidgetPlugin).
+# qMRMLNodeComboBoxPlugin), Modules/Loadable/Segmentations/Widgets/DesignerPlugins
+# (qMRMLSegmentSelectorWidgetPlugin, qMRMLSegmentEditorWidgetPlugin) and
+# Modules/Loadable/Markups/Widgets/DesignerPlugins (qSlicerMarkupsPlaceWidgetPlugin).
 SLICER_UI_CLASSES = {
-    "QWidget", "QLabel", "QPushButton", "QCheckBox", "QLineEdit", "QComboBox", "QProgressBar",
-    "QPlainTextEdit", "QFormLayout", "QVBoxLayout", "QHBoxLayout", "QGridLayout",
+    "QWidget", "QLabel", "QPushButton", "QCheckBox", "QLineEdit", "QComboBox", "QDoubleSpinBox",
+    "QProgressBar", "QPlainTextEdit", "QFormLayout", "QVBoxLayout", "QHBoxLayout", "QGridLayout",
     "ctkCollapsibleButton", "ctkPathLineEdit", "ctkSliderWidget",
     "qMRMLWidget", "qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qMRMLSegmentEditorWidget",
+    "qSlicerMarkupsPlaceWidget",
 }
+# Widgets that show nothing until they are given the scene.
+MRML_WIDGETS = ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qMRMLSegmentEditorWidget",
+                "qSlicerMarkupsPlaceWidget")
 # Which widget classes parameterNodeWrapper connects to which parameter types
 # (Slicer Base/Python/slicer/parameterNodeWrapper/guiConnectors.py, the canRepresent methods).
 CONNECTABLE = {
-    "QCheckBox": {"bool"}, "ctkSliderWidget": {"float", "int"}, "QLineEdit": {"str"},
-    "QComboBox": {"str"}, "ctkPathLineEdit": {"Path"}, "qMRMLNodeComboBox": {"vtkMRML"},
+    "QCheckBox": {"bool"}, "ctkSliderWidget": {"float", "int"}, "QDoubleSpinBox": {"float"},
+    "QLineEdit": {"str"}, "QComboBox": {"str"}, "ctkPathLineEdit": {"Path"}, "qMRMLNodeComboBox": {"vtkMRML"},
 }
 
 
@@ -66,7 +71,7 @@ def test_the_ui_uses_only_widget_classes_slicer_provides():
     unknown = sorted(classes - SLICER_UI_CLASSES)
     assert not unknown, f"DoseRadiomics.ui uses classes Slicer does not provide: {unknown}"
     declared = {c.findtext("class") for c in root.iter("customwidget")}
-    custom = {c for c in classes if c.startswith(("ctk", "qMRML"))}
+    custom = {c for c in classes if c.startswith(("ctk", "qMRML", "qSlicer"))}
     assert custom <= declared, f"custom widgets not declared in <customwidgets>: {sorted(custom - declared)}"
     names = [w.get("name") for w in root.iter("widget")]
     assert len(names) == len(set(names)), "duplicate widget names in the .ui"
@@ -76,7 +81,7 @@ def test_mrml_widgets_receive_the_scene():
     """Each MRML widget gets setMRMLScene from the top-level qMRMLWidget (else it shows no nodes)."""
     root = _ui_tree()
     mrml = {w.get("name") for w in root.iter("widget")
-            if w.get("class") in ("qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qMRMLSegmentEditorWidget")}
+            if w.get("class") in MRML_WIDGETS}
     connected = {c.findtext("receiver") for c in root.iter("connection")
                  if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
                  and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
@@ -95,6 +100,56 @@ def test_parameter_names_in_the_ui_are_parameters_of_a_connectable_type(module):
         assert param in hints, f"{widget} binds to unknown parameter {param!r}"
         kind = hints[param]
         assert kind in CONNECTABLE.get(cls, set()), f"{widget} ({cls}) cannot show a {kind} parameter {param!r}"
+
+
+def test_every_logic_method_the_panel_calls_exists():
+    """The Widget's self.logic.<name> calls run only in Slicer: a typo would surface there first."""
+    tree = ast.parse(SCRIPT.read_text())
+    logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DoseRadiomicsLogic")
+    defined = {n.name for n in logic.body if isinstance(n, ast.FunctionDef)} | {
+        t.id for n in logic.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    called = {node.attr for node in ast.walk(_widget_class_source())
+              if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+              and node.value.attr == "logic" and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    assert len(called) > 15
+    inherited = {"getParameterNode"}
+    missing = sorted(called - defined - inherited)
+    assert not missing, f"the Widget calls Logic methods that do not exist: {missing}"
+
+
+def _parameter_choices() -> dict:
+    """Parameter name -> its Choice([...]) list, from the source annotations."""
+    tree = ast.parse(SCRIPT.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DoseRadiomicsParameterNode")
+    out = {}
+    for stmt in cls.body:
+        if isinstance(stmt, ast.AnnAssign):
+            for call in ast.walk(stmt.annotation):
+                if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Choice":
+                    out[stmt.target.id] = ast.literal_eval(call.args[0])
+    return out
+
+
+def test_combo_boxes_bind_to_choice_parameters_listing_their_items():
+    """Slicer's QComboBox connector refuses a parameter without Choice and replaces the items with it."""
+    choices = _parameter_choices()
+    combos = 0
+    for w in _ui_tree().iter("widget"):
+        if w.get("class") != "QComboBox":
+            continue
+        param = next((p.findtext("string") for p in w.findall("property") if p.get("name") == "SlicerParameterName"), None)
+        if param is None:
+            continue
+        combos += 1
+        assert param in choices, f"{w.get('name')} binds to {param!r}, which has no Choice annotation"
+        items = [i.findtext("property/string") for i in w.findall("item")]
+        assert items == choices[param], f"{w.get('name')}: .ui items {items} differ from Choice {choices[param]}"
+    assert combos >= 6
+    # The colour tables offered are the ones the library bundles.
+    from DoseRadiomicsLib.dosemap import MODES
+    from DoseRadiomicsLib.dosemap_colour import available_colour_tables
+    assert sorted(choices["dosePictureColourTable"]) == available_colour_tables()
+    assert sorted(choices["dosePictureMode"]) == sorted(MODES)
 
 
 def _parameter_class_hints(module) -> dict:
