@@ -48,6 +48,11 @@ REQUIRED_IMPORTS = {
 # SlicerRT marks the dose volumes its DICOM-RT importer creates with this attribute.
 SLICERRT_DOSE_ATTRIBUTE = "DicomRtImport.DoseVolume"
 SAMPLE_CASE_NAME = "DoseRadiomics head-and-neck (OpenKBP pt_10)"
+# The sample patient (OpenKBP pt_10) has no clinical data. The self-test predicts with these
+# illustrative values, in the demo cohort's manifest spelling: they are not pt_10's.
+ILLUSTRATIVE_CLINICAL_VALUES = ("age=60 sex=Male smoking=Yes diabetes=No kps=80 histology=squamous t_stage=T3-4 "
+                                "n_stage=N2-3 m_stage=M0 tnm_stage=III treatment_mode=CCRT rt_technique=IMRT "
+                                "prescribed_dose=60 hb=125 cea=3")
 
 
 def _library():
@@ -1400,18 +1405,28 @@ class DoseRadiomicsTest(ScriptedLoadableModuleTest):  # noqa: F405
                                    equal_nan=True)
         self.assertEqual(logic.featuresFromTable(table), dict(features))
 
-        modelPath = logic.demoModelPath()
-        if not modelPath.is_file():
-            self.delayDisplay(f"SKIPPED prediction: no demo model at {modelPath}")
-            return
-        self.delayDisplay("Prediction with the demo model")
+        self.delayDisplay("Prediction with the bundled demo model")
         from DoseRadiomicsLib import modelfile, prediction
-        out = logic.predict(features, str(modelPath))
-        expectedResult = prediction.predict_from_features(modelfile.load_model(modelPath), dict(reference))
+        modelPath = logic.demoModelPath()
+        self.assertTrue(modelPath.is_file(), f"the bundled demo model is missing: {modelPath}")
+        model = modelfile.load_model(modelPath)
+        settingsHash = table.GetAttribute(logic.ATTR_SETTINGS_HASH)
+        self.assertEqual(settingsHash, model["extraction"]["settings_hash"])
+        # pt_10 (OpenKBP) comes without clinical data; the clinical and combined models need some.
+        clinical = logic.parseClinical(ILLUSTRATIVE_CLINICAL_VALUES)
+        out = logic.predict(features, str(modelPath), clinical=clinical, settingsHash=settingsHash)
+        expectedResult = prediction.predict_from_features(model, dict(reference), clinical)
+        self.assertEqual(list(out["result"]["probabilities"]), list(model["model_order"]))  # all six
+        self.assertEqual(out["result"]["missing"], [])
         for name, p in expectedResult["probabilities"].items():
             self.assertAlmostEqual(out["result"]["probabilities"][name], p, places=12, msg=name)
         cols = mrml_bridge.columns_from_table_node(out["tableNode"])
         self.assertEqual(cols["model"], list(expectedResult["probabilities"]))
         np.testing.assert_allclose(cols["probability"], list(expectedResult["probabilities"].values()))
+        combined, cutoff = out["result"]["combined_probability"], model["risk"]["cutoff"]
+        self.assertEqual(out["result"]["cutoff"], cutoff)
+        self.assertEqual(out["result"]["risk_group"], "high" if combined >= cutoff else "low")
+        summary = mrml_bridge.dict_from_table_node(out["summaryTableNode"], "item", "value")
+        self.assertEqual(summary["risk group"], out["result"]["risk_group"])
         self.assertIn("ROC", out["chartNodes"])
         self.delayDisplay("Test passed")

@@ -224,6 +224,43 @@ def test_predict_refuses_features_with_other_settings(workflow, tmp_path):
         workflow.logic.predict(workflow.features, str(path), settingsHash=workflow.settings_hash)
 
 
+def test_bundled_demo_model_predicts_the_librarys_probabilities(workflow, module):
+    """The demo model shipped with the extension, on the sample patient's features from MRML."""
+    from DoseRadiomicsLib import modelfile, mrml_bridge, prediction
+
+    path = module.DoseRadiomicsLogic.demoModelPath()
+    assert path.is_file(), f"the bundled demo model is missing: {path}"
+    model = modelfile.load_model(path)
+    settings_hash = workflow.table.GetAttribute("DoseRadiomics.SettingsHash")
+    assert settings_hash == model["extraction"]["settings_hash"] == workflow.settings_hash
+
+    # Without clinical values (pt_10 has none) the models needing them are not computed, and say so.
+    bare = workflow.logic.predict(workflow.features, str(path), settingsHash=settings_hash)
+    assert bare["result"]["risk_group"] is None and "combined" not in bare["result"]["probabilities"]
+    assert bare["result"]["missing"] and set(bare["result"]["missing"]) <= set(model["clinical_coding"])
+    summary = mrml_bridge.dict_from_table_node(bare["summaryTableNode"], "item", "value")
+    assert summary["risk group"] == "not computed"
+    assert summary["missing inputs"] == ", ".join(bare["result"]["missing"])
+
+    clinical = workflow.logic.parseClinical(module.ILLUSTRATIVE_CLINICAL_VALUES)
+    out = workflow.logic.predict(workflow.features, str(path), clinical=clinical, settingsHash=settings_hash)
+    expected = prediction.predict_from_features(model, workflow.mrml_features, clinical)
+    assert out["result"]["probabilities"] == expected["probabilities"]
+    assert list(out["result"]["probabilities"]) == model["model_order"]      # all six models
+    # Independent of the library: each radiomics model by the model file's formula.
+    for name in ("RM_GTV", "DM_GTV", "DM_50Gy", "RDM"):
+        m = model["models"][name]
+        z = m["intercept"] + sum(c * (workflow.features[f] - lo) / (hi - lo)
+                                 for f, lo, hi, c in zip(m["features"], m["min"], m["max"], m["coefficients"]))
+        assert out["result"]["probabilities"][name] == pytest.approx(1 / (1 + math.exp(-z)), rel=1e-12), name
+    cutoff = model["risk"]["cutoff"]
+    p = out["result"]["combined_probability"]
+    assert out["result"]["risk_group"] == ("high" if p >= cutoff else "low")
+    summary = mrml_bridge.dict_from_table_node(out["summaryTableNode"], "item", "value")
+    assert summary["cut-off"] == f"{cutoff:.4f}" and summary["combined probability"] == f"{p:.4f}"
+    assert "ROC" in out["chartNodes"]
+
+
 def test_results_survive_saving_and_reopening_the_scene_as_mrb(workflow, tmp_path):
     import slicer
     from DoseRadiomicsLib import mrml_bridge
