@@ -89,8 +89,15 @@ Predicts radiochemotherapy resistance from the planning CT and the RT dose (Zhan
 Transl Cancer Res 14(3):1516): on the largest cross-section of the GTV, 2D radiomics of the GTV on the
 CT and 2D dosiomics of the dose map (GTV-heat, 50Gy-heat), then the model file's logistic models.
 Steps: align the dose to the CT, draw or correct the GTV, find the largest cross-section, make the dose
-ROIs (editable), extract the features, predict with a model file. Cohorts (extraction, training, report)
-run in the background with the doseradiomics command.
+ROIs (editable), extract the features, predict with a model file (the combined model needs the clinical
+values it was trained with, typed as in the manifest). Cohorts (extraction, training, report) run in the
+background with the doseradiomics command.
+No RTDOSE? As in the paper, import a dose-map picture exported from the planning system (PNG, JPEG or
+DICOM secondary capture) in the "Dose-map picture" section: its colour wash is read back into dose (a
+named colour table or the picture's own colour bar, with the dose range; or its grey levels), the
+picture is registered to the CT's largest cross-section (automatically, or from three or more landmark
+pairs placed on the picture and on the CT slice), and the dose is placed on that slice; the residuals
+are shown, and the ROIs, extraction and prediction then work as with an RTDOSE.
 For research use only; not a medical device.
 """)
         self.parent.acknowledgementText = _("""
@@ -474,6 +481,9 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             text = ", ".join(f"{k} {v:.3f}" for k, v in result["probabilities"].items())
             if result["risk_group"]:
                 text += _("; risk group {g} (cut-off {c:.3f})").format(g=result["risk_group"], c=result["cutoff"])
+            if result["missing"]:
+                text += "\n" + _("Not given (type them in Clinical values): {names}").format(
+                    names=", ".join(result["missing"]))
             self.ui.predictionLabel.text = text + "".join("\n" + w for w in result["warnings"])
 
     # Cohort (background process: the UI stays responsive)
@@ -987,6 +997,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             text += " " + _("Colour fit residual {rms:.1f}/255 RMS, wash opacity {a:.2f}.").format(
                 rms=colour["rms"], a=report["decoding"]["opacity"])
         text += " " + _("GTV on the slice inside the wash: {p:.1f}%.").format(p=100 * report["gtv_slice_in_wash_fraction"])
+        if reg.get("note"):  # e.g. three pairs fix an affine exactly: its residual means nothing
+            text += " " + reg["note"] + "."
         return text
 
     def showPictureForLandmarks(self, pictureNode, pictureMarkupsNode=None, ctMarkupsNode=None,
