@@ -946,29 +946,13 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         work on it unchanged. ``report``: picture, settings, decoding (colour-fit residual), registration
         (landmark residual or metric), placement on the CT, GTV coverage by the wash.
         """
-        import SimpleITK as sitk
-        from DoseRadiomicsLib import crosssection, dosemap, dosemap_colour, mrml_bridge
+        from DoseRadiomicsLib import dosemap, mrml_bridge
         ct = self._loaded(ctNode, "CT").image
         gtv = mrml_bridge.mask_from_segment(gtvSegmentationNode, gtvSegment, ctNode)
-        section = crosssection.largest_cross_section(gtv, axis=axis)
-        picture = dosemap_colour.read_dose_map_picture(picturePath)
-        decoded = dosemap.decode_picture(picture, settings)
-        ctSlice = dosemap.slice_image_2d(ct, section)
-        if landmarks is not None:
-            transform, registration = dosemap.fit_landmarks(landmarks[0], landmarks[1], settings.registration)
-            if len(landmarks) > 2:
-                registration["landmarks"] = landmarks[2]
-        else:
-            transform, registration = dosemap.register_picture(decoded, ctSlice, settings.registration,
-                                                               path=picturePath)
-        doseSlice, onCt = dosemap.dose_slice_on_ct(decoded, transform, ctSlice, settings.below_wash_gy)
-        wash = onCt.pop("wash_mask")
-        doseOnCt = dosemap.dose_volume_on_ct(doseSlice, ct, section)
-        gtvSlice = sitk.GetArrayFromImage(crosssection.extract_slice(gtv, section))[0] != 0
-        coverage = float((gtvSlice & wash).sum() / gtvSlice.sum())
-        report = {"picture": dict(picture.details, path=str(picturePath)), "settings": settings.to_dict(),
-                  "decoding": decoded.report, "registration": registration, "on_ct": onCt,
-                  "cross_section": section.to_dict(), "gtv_slice_in_wash_fraction": coverage}
+        placed = dosemap.place_dose_map(ct, gtv, picturePath, settings, landmarks=landmarks, axis=axis)
+        section, coverage, doseOnCt = placed.section, placed.gtv_in_wash, placed.dose_on_ct
+        report = dict(placed.record, cross_section=section.to_dict(), gtv_slice_in_wash_fraction=coverage)
+        registration = report["registration"]
         outputNode = mrml_bridge.volume_node_from_image(doseOnCt, f"{Path(picturePath).stem} dose on CT",
                                                         node=outputNode)
         outputNode.SetAttribute("DoseRadiomics.AlignedDose", "1")

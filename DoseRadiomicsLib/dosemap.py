@@ -449,65 +449,98 @@ def decode_picture(picture: DoseMapPicture, settings: DoseMapSettings, patient=N
     raise InputError(f"unknown dose-map mode '{settings.mode}'", patient=patient, hint=f"one of {MODES}")
 
 
+@dataclass
+class PlacedDoseMap:
+    """A dose-map picture's dose on the CT's largest cross-section."""
+
+    dose_on_ct: sitk.Image      # CT grid, the picture's dose on ``section``, 0 Gy elsewhere
+    dose_slice: np.ndarray      # that slice as a 2D array (Gy)
+    section: CrossSection
+    gtv_in_wash: float          # fraction of the GTV's pixels on the slice inside the colour wash
+    record: dict                # picture, settings, decoding, registration, on_ct
+
+
+def place_dose_map(ct: sitk.Image, gtv: sitk.Image, picture_path, settings: DoseMapSettings,
+                   landmarks=None, axis: int = 2, patient: str | None = None, progress=None,
+                   timer=None) -> PlacedDoseMap:
+    """Read, decode and register a dose-map picture, and put its dose on the CT's largest GTV slice.
+
+    ``landmarks``: ``None`` (automatic mutual-information registration), a landmark CSV path, or
+    ``(ct_mm, picture_px[, report])`` arrays (e.g. from Slicer markups). Shared by the command line
+    and the Slicer module, so both place a picture the same way.
+    """
+    say = progress or (lambda _m: None)
+    lap = timer.lap if timer is not None else (lambda _stage: None)
+    section = largest_cross_section(gtv, axis=axis, patient=patient)
+    say(f"[{patient}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm")
+    say(f"[{patient}] reading dose-map picture {picture_path}")
+    picture = read_dose_map_picture(picture_path, patient=patient)
+    lap("read")
+    decoded = decode_picture(picture, settings, patient=patient)
+    lap("decode")
+    ct_slice = slice_image_2d(ct, section)
+    if landmarks is None:
+        say(f"[{patient}] registering the picture to the CT slice ({settings.registration})")
+        transform, registration = register_picture(decoded, ct_slice, settings.registration,
+                                                   patient=patient, path=picture_path)
+    else:
+        if isinstance(landmarks, (str, Path)):
+            ct_mm, pic_px, lm_report = read_landmarks(landmarks, ct, section, patient=patient)
+        else:
+            ct_mm, pic_px = landmarks[0], landmarks[1]
+            lm_report = landmarks[2] if len(landmarks) > 2 else None
+        transform, registration = fit_landmarks(ct_mm, pic_px, settings.registration, patient=patient)
+        if lm_report is not None:
+            registration["landmarks"] = lm_report
+    lap("register")
+    dose_slice, on_ct = dose_slice_on_ct(decoded, transform, ct_slice, settings.below_wash_gy)
+    wash = on_ct.pop("wash_mask")
+    gtv_slice = sitk.GetArrayFromImage(extract_slice(gtv, section))[0] != 0
+    record = {"picture": dict(picture.details, path=str(picture_path)), "settings": settings.to_dict(),
+              "decoding": decoded.report, "registration": registration, "on_ct": on_ct}
+    return PlacedDoseMap(dose_on_ct=dose_volume_on_ct(dose_slice, ct, section), dose_slice=dose_slice,
+                         section=section, gtv_in_wash=float((gtv_slice & wash).sum() / gtv_slice.sum()),
+                         record=record)
+
+
 def extract_dose_map_patient(inputs: DoseMapInputs, settings: DoseMapSettings, options=None,
                              progress=None, keep_images: bool = False):
     """The picture route for one patient: read CT, GTV and picture; find the largest cross-section;
     decode the picture; register it (landmarks if given, else mutual information); put the dose on
     the CT slice; build the ROIs and extract as the RTDOSE route does. Returns a
     :class:`pipeline.PatientResult` whose record also holds ``dose_map`` (decoding, registration)."""
-    from .crosssection import extract_slice
     from .pipeline import ExtractionOptions, StageTimer, measure_patient
     from .readers import read_ct, read_gtv
 
     options = options or ExtractionOptions()
     pid = inputs.patient_id
-    say = progress or (lambda _m: None)
     timer = StageTimer()
     try:
-        say(f"[{pid}] reading CT {inputs.ct}")
+        (progress or (lambda _m: None))(f"[{pid}] reading CT {inputs.ct}")
         ct = read_ct(inputs.ct, patient=pid)
         gtv = read_gtv(inputs.gtv, ct.image, name=inputs.gtv_name, label=inputs.gtv_label, patient=pid)
-        section = largest_cross_section(gtv, axis=options.axis, patient=pid)
-        say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm")
-        say(f"[{pid}] reading dose-map picture {inputs.picture}")
-        picture = read_dose_map_picture(inputs.picture, patient=pid)
-        timer.lap("read")
-        decoded = decode_picture(picture, settings, patient=pid)
-        timer.lap("decode")
-        ct_slice = slice_image_2d(ct.image, section)
-        if inputs.landmarks:
-            ct_mm, pic_px, lm_report = read_landmarks(inputs.landmarks, ct.image, section, patient=pid)
-            transform, reg_report = fit_landmarks(ct_mm, pic_px, settings.registration, patient=pid)
-            reg_report["landmark_file"] = lm_report
-        else:
-            say(f"[{pid}] registering the picture to the CT slice ({settings.registration})")
-            transform, reg_report = register_picture(decoded, ct_slice, settings.registration,
-                                                     patient=pid, path=inputs.picture)
-        timer.lap("register")
-        dose_slice, dose_report = dose_slice_on_ct(decoded, transform, ct_slice, settings.below_wash_gy)
-        wash_on_ct = dose_report.pop("wash_mask")
-        dose_on_ct = dose_volume_on_ct(dose_slice, ct.image, section)
+        placed = place_dose_map(ct.image, gtv, inputs.picture, settings, landmarks=inputs.landmarks or None,
+                                axis=options.axis, patient=pid, progress=progress, timer=timer)
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
 
     # The picture holds one slice: dose statistics are the slice's, not the 3D GTV's.
-    gtv_slice = sitk.GetArrayFromImage(extract_slice(gtv, section))[0] != 0
-    wash_cover = float((gtv_slice & wash_on_ct).sum() / gtv_slice.sum())
-    slice_stats = OrderedDict([("GTV_slice_dose_mean_Gy", float(dose_slice[gtv_slice].mean())),
-                               ("GTV_slice_in_wash_fraction", wash_cover)])
+    gtv_slice = sitk.GetArrayFromImage(extract_slice(gtv, placed.section))[0] != 0
+    slice_stats = OrderedDict([("GTV_slice_dose_mean_Gy", float(placed.dose_slice[gtv_slice].mean())),
+                               ("GTV_slice_in_wash_fraction", placed.gtv_in_wash)])
     warnings = []
-    if wash_cover < 1.0:
-        warnings.append(f"{1 - wash_cover:.1%} of the GTV on the slice lies outside the dose wash: "
+    if placed.gtv_in_wash < 1.0:
+        warnings.append(f"{1 - placed.gtv_in_wash:.1%} of the GTV on the slice lies outside the dose wash: "
                         f"those pixels get {settings.below_wash_gy:g} Gy")
     record = {
         "route": "dose-map picture",
         "inputs": asdict(inputs),
-        "dose_map": {"picture": picture.details, "settings": settings.to_dict(),
-                     "decoding": decoded.report, "registration": reg_report, "on_ct": dose_report},
-        "alignment": {"method": reg_report["method"], "gtv_dose_coverage": wash_cover, "warnings": warnings},
+        "dose_map": placed.record,
+        "alignment": {"method": placed.record["registration"]["method"],
+                      "gtv_dose_coverage": placed.gtv_in_wash, "warnings": warnings},
     }
-    return measure_patient(pid, ct, gtv, dose_on_ct, options, record=record, progress=progress,
-                           timer=timer, keep_images=keep_images, section=section,
+    return measure_patient(pid, ct, gtv, placed.dose_on_ct, options, record=record, progress=progress,
+                           timer=timer, keep_images=keep_images, section=placed.section,
                            dose_statistics=slice_stats)
 
 
