@@ -56,8 +56,8 @@ def run_once(manifest, n: int, workers: int, limit_s: float) -> dict:
 
 
 def table(rows: list) -> str:
-    lines = ["| cohort | workers | wall s | CPU s (all processes) | wall s per patient | speed-up 1 -> 2 (wall) | "
-             "load avg during |", "|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| cohort | workers | wall s | CPU s (all processes) | CPU s / workers (idle-machine wall, lower bound) | "
+             "wall s per patient | speed-up 1 -> 2 (wall) | load avg during |", "|---:|---:|---:|---:|---:|---:|---:|---|"]
     by = {(r["patients"], r["workers"]): r for r in rows}
     for r in rows:
         wall = r["wall_s"] if r["finished"] else r["extrapolated_wall_s"]
@@ -68,6 +68,7 @@ def table(rows: list) -> str:
             one_wall = one["wall_s"] if one["finished"] else one["extrapolated_wall_s"]
             speed = f"{one_wall / wall:.2f}x"
         lines.append(f"| {r['patients']} | {r['workers']} | {wall:.0f}{mark} | {r['cpu_s']:.0f} | "
+                     f"{r['cpu_s'] / r['workers']:.0f} | "
                      f"{wall / r['patients']:.3f} | {speed} | {r['load_before']:.1f} -> {r['load_after']:.1f} |")
     return "\n".join(lines)
 
@@ -77,15 +78,19 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[220, 2000])
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--limit-s", type=float, default=1800.0)
+    ap.add_argument("--keep", action="store_true", help="keep the results of other cohort sizes in the table")
     args = ap.parse_args(argv)
     rows = []
+    previous = RESULTS / "cohort.json"
+    if args.keep and previous.is_file():      # add to the rows of other sizes measured before
+        rows = [r for r in json.loads(previous.read_text()) if r["patients"] not in args.sizes]
     for n in args.sizes:
         manifest = synth_cohort(n)
         for w in args.workers:
             rows.append(run_once(manifest, n, w, args.limit_s))
     md = table(rows)
     note = (f"_`benchmarks/bench_cohort.py --sizes {' '.join(map(str, args.sizes))} --workers "
-            f"{' '.join(map(str, args.workers))}`, {stamp()}, {load_note()} at the end; synthetic cohorts "
+            f"{' '.join(map(str, args.workers))}" + (" --keep" if args.keep else "") + f"`, {stamp()}, {load_note()} at the end; synthetic cohorts "
             "(`doseradiomics synth --seed 2025`, 96x96x20 CT), paper configuration, 3 ROIs; each run a fresh "
             "`cohort-extract` into an empty folder, start-up included._")
     print(md)
