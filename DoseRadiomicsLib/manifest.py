@@ -287,8 +287,12 @@ class _Validator:
         for c in ("ct", "dose", "gtv"):
             if rec[c].lower() in MISSING:
                 self.fail(n, c, f"no {c} path given")
-            p = Path(os.path.expanduser(rec[c]))
-            out[c] = str(p if p.is_absolute() else (self.path.parent / p).resolve())
+            try:  # a NUL byte or an over-long name makes the path unusable (ValueError, OSError)
+                p = Path(os.path.expanduser(rec[c]))
+                out[c] = str(p if p.is_absolute() else (self.path.parent / p).resolve())
+            except (ValueError, OSError) as exc:
+                self.fail(n, c, f"{rec[c]!r} is not a usable path ({exc})", hint="write the file's path, "
+                          "absolute or relative to the manifest's folder")
         if "gtv_name" in rec:
             out["gtv_name"] = None if rec["gtv_name"].lower() in MISSING else rec["gtv_name"]
         if "gtv_label" in rec:
