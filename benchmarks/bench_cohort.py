@@ -67,8 +67,11 @@ def table(rows: list) -> str:
         if r["workers"] == 2 and one:
             one_wall = one["wall_s"] if one["finished"] else one["extrapolated_wall_s"]
             speed = f"{one_wall / wall:.2f}x"
-        lines.append(f"| {r['patients']} | {r['workers']} | {wall:.0f}{mark} | {r['cpu_s']:.0f} | "
-                     f"{r['cpu_s'] / r['workers']:.0f} | "
+        # workers killed at the time limit are never waited for: their CPU time is not counted
+        cpu_known = r["finished"] or r["workers"] == 1
+        cpu = f"{r['cpu_s']:.0f}" if cpu_known else "n/a (stopped)"
+        per_worker = f"{r['cpu_s'] / r['workers']:.0f}" if cpu_known else "n/a"
+        lines.append(f"| {r['patients']} | {r['workers']} | {wall:.0f}{mark} | {cpu} | {per_worker} | "
                      f"{wall / r['patients']:.3f} | {speed} | {r['load_before']:.1f} -> {r['load_after']:.1f} |")
     return "\n".join(lines)
 
