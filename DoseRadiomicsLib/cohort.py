@@ -217,34 +217,78 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _try_os_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking OS lock on ``fd``; the OS drops it when the process dies."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def _read_lock(fd: int) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _refuse(out_dir: Path, lock: Path, other: dict):
+    raise CohortLockError(
+        f"another cohort-extract (process {other.get('pid', '?')} on {other.get('host', '?')}, started "
+        f"{other.get('started', '?')}) is writing to this folder", path=out_dir,
+        hint=f"wait for it to finish, or use another --out; if no such run exists, delete {lock}")
+
+
 @contextmanager
 def _folder_lock(out_dir: Path, say):
+    """One cohort run per output folder.
+
+    The run holds an OS lock on ``.lock`` for its whole life, so two runs can never both take over
+    a stale lock; the file also names the owner, so a lock held by a live process (or by a run on
+    another host, which cannot be checked) is refused with who holds it.
+    """
     lock = out_dir / ".lock"
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    for _attempt in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                other = json.loads(lock.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                other = {}
-            pid, host = other.get("pid"), other.get("host")
-            if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
-                say(f"cohort-extract: taking over a stale lock left by process {pid} (no longer running)")
-                lock.unlink(missing_ok=True)
-                continue
-            raise CohortLockError(
-                f"another cohort-extract (process {pid} on {host}, started {other.get('started', '?')}) "
-                "is writing to this folder", path=out_dir,
-                hint=f"wait for it to finish, or use another --out; if no such run exists, delete {lock}")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(me, fh)
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        if not _try_os_lock(fd):
+            other = _read_lock(fd)
+            os.close(fd)
+            _refuse(out_dir, lock, other)
+        try:   # a finishing run may have removed the file between our open and our lock
+            current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if not current:
+            os.close(fd)
+            continue
+        other = _read_lock(fd)
+        pid, host = other.get("pid"), other.get("host")
+        if other and (host != me["host"] or not isinstance(pid, int) or _pid_alive(pid)):
+            os.close(fd)
+            _refuse(out_dir, lock, other)
+        if other:
+            say(f"cohort-extract: taking over a stale lock left by process {pid} (no longer running)")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(me).encode("utf-8"))
         break
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        if os.name == "nt":   # Windows cannot remove an open file
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+        else:
+            lock.unlink(missing_ok=True)
+            os.close(fd)
 
 
 # --------------------------------------------------------------------------- workers

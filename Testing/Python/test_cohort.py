@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from DoseRadiomicsLib import synth
-from DoseRadiomicsLib.cohort import CohortLockError, run_cohort
+from DoseRadiomicsLib.cohort import CohortLockError, patient_features, run_cohort
 
 N = 6
 
@@ -45,7 +45,7 @@ def test_uninterrupted_run_has_one_row_per_patient(reference, cohort_dir):
     assert feats["settings_hash"].nunique() == 1
     assert pd.read_csv(out / "failures.csv").empty and not (out / ".lock").exists()
     doc = json.loads((out / "patients" / f"{ids[0]}.json").read_text())
-    assert doc["features"]["GTV__original_firstorder_Mean"] == feats.loc[0, "GTV__original_firstorder_Mean"]
+    assert patient_features(doc, out)["GTV__original_firstorder_Mean"] == feats.loc[0, "GTV__original_firstorder_Mean"]
     assert len(doc["inputs"]["ct"]["sha256"]) == 64 and doc["settings_hash"] == feats.loc[0, "settings_hash"]
     summary = json.loads((out / "cohort.json").read_text())
     assert summary["counts"]["extracted"] == N and summary["library_versions"]["pyradiomics"]
@@ -128,3 +128,38 @@ def test_a_second_run_on_the_same_folder_is_refused(cohort_dir, tmp_path):
         run_cohort(cohort_dir / "manifest.csv", tmp_path, workers=1, progress=False)
     assert f"process {os.getpid()}" in str(info.value) and ".lock" in str(info.value)
     assert not list((tmp_path / "patients").glob("*.json"))
+
+
+def test_a_run_holding_the_os_lock_refuses_a_second_run(cohort_dir, tmp_path):
+    """Two runs must never both take over one stale lock: the lock is an OS lock held for the run."""
+    import fcntl
+    import subprocess
+    import sys
+
+    import socket
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    # The file names a dead process on this host, as a stale lock does, but a live run holds the OS
+    # lock (it has just taken the stale lock over): a second run must be refused, not take over too.
+    content = json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "started": "then"})
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(out / '.lock')!r}, os.O_CREAT | os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        f"os.write(fd, {content.encode()!r})\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        fd = os.open(out / ".lock", os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # the OS lock really is held
+        os.close(fd)
+        with pytest.raises(CohortLockError, match=f"process {int(dead.stdout)}"):
+            run_cohort(cohort_dir / "manifest.csv", out, workers=1, progress=False)
+        assert not list((out / "patients").glob("*.json")) if (out / "patients").exists() else True
+    finally:
+        holder.kill()
+        holder.wait()
