@@ -3,12 +3,10 @@
 The paper (Zhang et al. 2025) min-max normalises every radiomics/dosiomics feature, keeps those
 whose t-test (normal in both classes) or Mann-Whitney U test (otherwise) gives P < 0.05, then
 selects features by L1-penalised (LASSO) logistic regression with 10-fold cross-validation
-(R glmnet). ``lasso_select`` reproduces glmnet's procedure with scikit-learn.
+(R glmnet). ``lasso_select`` reproduces glmnet's procedure (solver in :mod:`.elastic_net`).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,6 +14,9 @@ from scipy import stats as _st
 
 from ..errors import DataError, ModelFileError
 from ._checks import as_binary, as_frame, same_length
+from .elastic_net import (binomial_deviance, lambda_grid, lambda_max, logistic, logistic_elastic_net_path,
+                          single_threaded_blas)
+from .normality import normal_columns
 
 __all__ = ["MinMaxScaler", "univariate_filter", "lasso_select"]
 
@@ -100,13 +101,28 @@ class MinMaxScaler:
         return s
 
 
-def _is_normal(values: np.ndarray, level: float) -> bool:
-    """Shapiro-Wilk accepts normality (p >= level). Fewer than 3 values or no spread: not normal."""
-    if values.size < 3 or np.ptp(values) == 0:
-        return False
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy warns for n > 5000 that p may be inaccurate
-        return bool(_st.shapiro(values).pvalue >= level)
+def _mann_whitney_p(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Two-sided Mann-Whitney U p-value of every row pair of ``a`` and ``b`` (samples x values).
+
+    scipy's default method ("auto") is chosen per feature as a call per feature would: exact
+    when a class has at most 8 patients and the feature has no ties, else the normal
+    approximation with continuity correction (scipy decides "ties" over the whole array when
+    given many features at once, hence the grouping here).
+    """
+    p = np.empty(a.shape[0])
+    if a.shape[0] == 0:
+        return p
+    if a.shape[1] > 8 and b.shape[1] > 8:
+        exact = np.zeros(a.shape[0], dtype=bool)
+    else:
+        both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+        exact = ~(np.diff(both, axis=1) == 0).any(axis=1)
+    for method in (False, True):
+        rows = exact == method
+        if rows.any():
+            p[rows] = _st.mannwhitneyu(a[rows], b[rows], axis=1, alternative="two-sided",
+                                       method="exact" if method else "asymptotic").pvalue
+    return p
 
 
 def univariate_filter(X: pd.DataFrame, y, alpha: float = 0.05, normality_alpha: float = 0.05,
@@ -128,131 +144,72 @@ def univariate_filter(X: pd.DataFrame, y, alpha: float = 0.05, normality_alpha: 
     y = as_binary(y)
     same_length(features=X.to_numpy()[:, 0], outcome=y)
     values = X.to_numpy()
-    a_all, b_all = values[y == 0], values[y == 1]
-    rows = []
-    for j, name in enumerate(X.columns):
-        a, b = a_all[:, j], b_all[:, j]
-        normal = _is_normal(a, normality_alpha) and _is_normal(b, normality_alpha)
-        if np.ptp(values[:, j]) == 0:
-            test, p = "Mann-Whitney U", 1.0
-        elif normal:
-            test, p = "t-test", float(_st.ttest_ind(a, b, equal_var=equal_var).pvalue)
-        else:
-            test, p = "Mann-Whitney U", float(_st.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-        rows.append({"feature": name, "test": test, "p": p, "normal": normal, "selected": bool(p < alpha)})
-    return pd.DataFrame(rows, columns=["feature", "test", "p", "normal", "selected"])
+    # one row per feature, contiguous, so that scipy's axis=1 sums run exactly as per feature
+    a_all = np.ascontiguousarray(values[y == 0].T)
+    b_all = np.ascontiguousarray(values[y == 1].T)
+    normal = normal_columns(a_all, normality_alpha) & normal_columns(b_all, normality_alpha)
+    constant = np.ptp(values, axis=0) == 0
+    p = np.ones(values.shape[1])
+    use_t = normal & ~constant
+    if use_t.any():
+        p[use_t] = _st.ttest_ind(a_all[use_t], b_all[use_t], axis=1, equal_var=equal_var).pvalue
+    use_u = ~use_t & ~constant
+    p[use_u] = _mann_whitney_p(a_all[use_u], b_all[use_u])
+    return pd.DataFrame({"feature": list(X.columns), "test": np.where(use_t, "t-test", "Mann-Whitney U"),
+                         "p": p, "normal": normal, "selected": p < alpha},
+                        columns=["feature", "test", "p", "normal", "selected"])
 
 
-def _binomial_deviance(y: np.ndarray, prob: np.ndarray) -> np.ndarray:
-    """Mean binomial deviance -2 mean(y log p + (1-y) log(1-p)) per column of ``prob``."""
-    prob = np.clip(prob, 1e-5, 1 - 1e-5)  # glmnet caps predictions the same way
-    yy = y[:, None]
-    return -2 * np.mean(yy * np.log(prob) + (1 - yy) * np.log(1 - prob), axis=0)
+def _lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, tol: float):
+    """L1 logistic fits along ``lambdas`` (descending) by glmnet's coordinate descent.
 
-
-def _standardise(X: np.ndarray):
-    """Centre and scale columns to unit population SD (glmnet's standardize=TRUE)."""
-    mean = X.mean(axis=0)
-    sd = X.std(axis=0)
-    return (X - mean) / np.where(sd > 0, sd, 1.0), mean, sd
-
-
-def _lambda_max(Z: np.ndarray, y: np.ndarray) -> float:
-    """Smallest lambda at which every coefficient is 0 (glmnet): max_j |z_j'(y - ybar)| / n."""
-    return float(np.max(np.abs(Z.T @ (y - y.mean()))) / y.size)
-
-
-def _l1_penalty_args(cls) -> dict:
-    """Keyword arguments asking for a pure L1 penalty: scikit-learn >= 1.8 deprecates ``penalty``."""
-    import inspect
-
-    default = inspect.signature(cls).parameters["penalty"].default
-    return {"l1_ratio": 1.0} if default == "deprecated" else {"penalty": "l1"}
-
-
-#: liblinear's constant column; the intercept's L1 penalty is lambda / this value
-_INTERCEPT_SCALING = 100.0
-#: glmnet stops the path once the model explains this fraction of the null deviance (its
-#: ``fdev``/devmax rule): beyond it the data are (nearly) separated and the fits meaningless
-_DEVIANCE_RATIO_STOP = 0.999
-
-
-def _lasso_path(X: np.ndarray, y: np.ndarray, lambdas: np.ndarray, seed: int, tol: float):
-    """L1 logistic fits along ``lambdas`` (descending); coefficients on X's scale.
-
-    Returns ``(coefs, intercepts, n_fitted)``. Once a fit explains ``_DEVIANCE_RATIO_STOP`` of
-    the null deviance the remaining (smaller) lambdas are not fitted (glmnet's rule); they
-    repeat the last fit and ``n_fitted`` says how many were fitted.
-
-    glmnet minimises ``-(1/n) loglik + lambda * ||beta||_1``; scikit-learn minimises
-    ``C * sum(logloss) + ||beta||_1``; dividing the latter by ``C n`` shows they coincide for
-    ``C = 1 / (n * lambda)``. Features are standardised first (glmnet's default) and the
-    coefficients transformed back to the input scale. The solver is liblinear (newGLMNET, the
-    same coordinate-descent family as glmnet; several times faster than saga here). liblinear
-    treats the intercept as the weight of a constant column of value ``_INTERCEPT_SCALING``, so
-    the intercept is penalised by only lambda/100 (glmnet: not at all), a negligible difference.
+    Returns ``(coefs, intercepts, n_fitted)`` on X's scale; after the path stops (glmnet's
+    deviance rules) the remaining lambdas repeat the last fit. See :mod:`.elastic_net`.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    Z, mean, sd = _standardise(X)
-    keep = sd > 0
-    n = y.size
-    coefs = np.zeros((lambdas.size, X.shape[1]))
-    intercepts = np.zeros(lambdas.size)
-    model = LogisticRegression(solver="liblinear", tol=tol, max_iter=1000, random_state=seed,
-                               intercept_scaling=_INTERCEPT_SCALING, **_l1_penalty_args(LogisticRegression))
-    ybar = y.mean()
-    null_deviance = float(_binomial_deviance(y, np.full((n, 1), ybar))[0])
-    intercepts[:] = np.log(ybar / (1 - ybar))
-    if not keep.any():
-        return coefs, intercepts, lambdas.size
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for i, lam in enumerate(lambdas):
-            model.set_params(C=1.0 / (n * lam))
-            model.fit(Z[:, keep], y)
-            beta = np.zeros(X.shape[1])
-            beta[keep] = model.coef_[0] / sd[keep]
-            coefs[i] = beta
-            intercepts[i] = model.intercept_[0] - float(mean @ beta)
-            fitted = _predict(X, coefs[i:i + 1], intercepts[i:i + 1])
-            if 1 - _binomial_deviance(y, fitted)[0] / null_deviance >= _DEVIANCE_RATIO_STOP:
-                coefs[i + 1:] = coefs[i]
-                intercepts[i + 1:] = intercepts[i]
-                return coefs, intercepts, i + 1
-    return coefs, intercepts, lambdas.size
+    path = logistic_elastic_net_path(X, y, lambdas, alpha=1.0, tol=tol)
+    return path["coefs"], path["intercepts"], path["n_fitted"], path["converged"]
 
 
 def _predict(X: np.ndarray, coefs: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    eta = X @ coefs.T + intercepts[None, :]
-    return 0.5 * (1 + np.tanh(0.5 * eta))  # the logistic function without overflow
+    return logistic(X @ coefs.T + intercepts[None, :])
+
+
+#: what ``lasso_select`` records as its solver
+LASSO_SOLVER = ("coordinate descent for the L1-penalised binomial log-likelihood as in R glmnet "
+                "(IRLS, cyclic coordinate descent with active set, exact active-set steps, warm starts, "
+                "strong rules, KKT checks); unpenalised intercept; standardised features")
 
 
 def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: int = 0,
                  n_lambdas: int = 100, tol: float = 1e-5) -> dict:
     """LASSO (L1 logistic) feature selection with stratified k-fold cross-validation, glmnet style.
 
+    Objective (glmnet's): ``-(1/n) loglik + lambda * ||beta||_1`` over the coefficients of the
+    standardised features (population SD, glmnet's ``standardize=TRUE``) and an unpenalised
+    intercept, minimised by :func:`.elastic_net.logistic_elastic_net_path` (coordinate descent as
+    in glmnet; ``tol`` is the relative accuracy of its optimality conditions, so every fit
+    satisfies |gradient_j - lambda sign(beta_j)| <= tol * lambda). Coefficients are reported on
+    the input scale.
+
     Lambda path: ``n_lambdas`` values on a log grid from lambda_max (all coefficients 0) down to
     lambda_max * 1e-3; like glmnet, the path stops early once the full-data fit explains 99.9%
-    of the null deviance (near-separation, typical with more features than patients), so
-    ``cv.lambdas`` can be shorter than ``n_lambdas``. Cross-validation: ``StratifiedKFold(folds, shuffle=True,
-    random_state=seed)``; each training part is fitted along the full-data path and scored by
-    the mean binomial deviance of its held-out part; ``mean_deviance`` is the fold-size-weighted
-    mean of fold deviances and ``se_deviance`` its standard error (as cv.glmnet). lambda_min is
-    the largest lambda with the smallest mean deviance; lambda_1se the largest lambda whose mean
-    deviance is within one SE of that minimum. ``rule`` ("1se" or "min") chooses which lambda
-    the final full-data fit uses. If the 1-SE fit keeps no feature the lambda_min fit is used and
-    ``rule_used`` says "min". If even that keeps none, ``selected`` is empty.
-
-    The L1 fit is scikit-learn's LogisticRegression(penalty="l1", solver="liblinear") with
-    ``C = 1 / (n * lambda)`` (see ``_lasso_path``), on standardised features; coefficients are
-    reported on the input scale. ``tol`` is liblinear's stopping tolerance. (The folds are fitted
-    one after another: liblinear seeds a process-wide generator, so threads would not be
-    reproducible.)
+    of the null deviance (near-separation, typical with more features than patients) or the
+    explained fraction stops growing (by < 1e-5 per step), after at least 5 lambdas, so
+    ``cv.lambdas`` can be shorter than ``n_lambdas``. Cross-validation:
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)``; each training part is fitted along
+    the full-data path (standardised on its own patients, as cv.glmnet does; where a fold's path
+    stops early its last fit stands for the smaller lambdas) and scored by the mean binomial
+    deviance of its held-out part (predictions capped to [1e-5, 1 - 1e-5] as cv.glmnet does);
+    ``mean_deviance`` is the fold-size-weighted mean of fold deviances and ``se_deviance`` its
+    standard error (as cv.glmnet). lambda_min is the largest lambda with the smallest mean
+    deviance; lambda_1se the largest lambda whose mean deviance is within one SE of that
+    minimum. ``rule`` ("1se" or "min") chooses which lambda the final full-data fit uses. If the
+    1-SE fit keeps no feature the lambda_min fit is used and ``rule_used`` says "min". If even
+    that keeps none, ``selected`` is empty. The result is deterministic for a given ``seed``
+    (BLAS runs single-threaded here: its multi-threaded sums vary in the last bits).
 
     Returns dict(selected, coefficients (selected feature -> coefficient, input order),
-    intercept, lambda_min, lambda_1se, lambda_chosen, rule, rule_used,
+    intercept, lambda_min, lambda_1se, lambda_chosen, rule, rule_used, solver, converged,
     cv=dict(lambdas, mean_deviance, se_deviance, n_nonzero)).
     """
     from sklearn.model_selection import StratifiedKFold
@@ -272,24 +229,26 @@ def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: i
                         f"class, got {n1} with outcome 1 and {n0} with outcome 0",
                         hint=f"use fewer folds (at most {min(n0, n1)}) or a larger cohort")
     values = X.to_numpy()
-    Z, _, _ = _standardise(values)
-    lam_max = _lambda_max(Z, y.astype(float))
+    yf = y.astype(float)
+    lam_max = lambda_max(values, yf)
     if lam_max <= 0:
         raise DataError("no feature varies between patients, LASSO has nothing to select",
                         hint="check the feature table: every column is constant")
-    lambdas = lam_max * np.logspace(0, -3, int(n_lambdas))
+    lambdas = lambda_grid(lam_max, int(n_lambdas), 1e-3)
 
-    # the full-data path first: like glmnet, it fixes the lambdas (stopping at near-separation)
-    coefs, intercepts, n_fitted = _lasso_path(values, y, lambdas, seed, tol)
-    lambdas, coefs, intercepts = lambdas[:n_fitted], coefs[:n_fitted], intercepts[:n_fitted]
+    with single_threaded_blas():
+        # the full-data path first: like glmnet, it fixes the lambdas (stopping at near-separation)
+        coefs, intercepts, n_fitted, converged = _lasso_path(values, yf, lambdas, tol)
+        lambdas, coefs, intercepts = lambdas[:n_fitted], coefs[:n_fitted], intercepts[:n_fitted]
 
-    dev = np.zeros((folds, lambdas.size))
-    weights = np.zeros(folds)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (train, test) in enumerate(splitter.split(values, y)):
-        c, b0, _ = _lasso_path(values[train], y[train], lambdas, seed, tol)
-        dev[k] = _binomial_deviance(y[test], _predict(values[test], c, b0))
-        weights[k] = test.size
+        dev = np.zeros((folds, lambdas.size))
+        weights = np.zeros(folds)
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        for k, (train, test) in enumerate(splitter.split(values, y)):
+            c, b0, _, ok = _lasso_path(values[train], yf[train], lambdas, tol)
+            converged = converged and ok
+            dev[k] = binomial_deviance(yf[test], _predict(values[test], c, b0))
+            weights[k] = test.size
     mean_dev = weights @ dev / weights.sum()
     se_dev = np.sqrt((weights @ (dev - mean_dev) ** 2) / weights.sum() / (folds - 1))
 
@@ -309,5 +268,6 @@ def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: i
             "intercept": float(intercepts[i_chosen]),
             "lambda_min": float(lambdas[i_min]), "lambda_1se": float(lambdas[i_1se]),
             "lambda_chosen": float(lambdas[i_chosen]), "rule": rule, "rule_used": rule_used,
+            "solver": LASSO_SOLVER, "converged": bool(converged),
             "cv": {"lambdas": lambdas.tolist(), "mean_deviance": mean_dev.tolist(),
                    "se_deviance": se_dev.tolist(), "n_nonzero": n_nonzero.astype(int).tolist()}}
