@@ -135,7 +135,9 @@ def cox_hazard_ratio(time, event, group_binary, alpha: float = 0.05) -> dict:
     sorted level is the comparison group (e.g. "low" < "high" would make "low" the comparison,
     so pass 0/1 to be explicit). Ties are handled by Breslow's method (statsmodels PHReg); the
     CI and p are Wald. Returns ``dict(hr, ci_low, ci_high, p, coef, se)``.
-    A group without events makes the hazard ratio infinite or zero: DataError.
+    When no finite hazard ratio exists, DataError: a group without events, or a monotone partial
+    likelihood (e.g. every event of one group comes before anybody of the other group is at risk
+    of one; the fit would drift to an ever larger coefficient with an enormous standard error).
     """
     import statsmodels.api as sm
 
@@ -149,12 +151,22 @@ def cox_hazard_ratio(time, event, group_binary, alpha: float = 0.05) -> dict:
             raise DataError(f"group {levels[lev]!r} has no events, so the hazard ratio is not finite",
                             hint="report the log-rank test and Kaplan-Meier curves instead")
     x = codes.astype(float)[:, None]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        fit = sm.PHReg(t, x, status=e, ties="breslow").fit()
-    coef = float(fit.params[0])
-    se = float(fit.bse[0])
+        model = sm.PHReg(t, x, status=e, ties="breslow")
+        fit = model.fit()
+        coef = float(fit.params[0])
+        se = float(fit.bse[0])
+        # a finite maximum falls off on both sides; a monotone likelihood keeps (almost) its value
+        # ever further out in the direction the fit drifted
+        monotone = not (np.isfinite(coef) and np.isfinite(se)) or \
+            model.loglike(np.array([coef + np.copysign(10.0, coef)])) >= model.loglike(np.array([coef])) - 1e-6
+    if monotone:
+        raise DataError("the hazard ratio is not finite: the partial likelihood has no maximum "
+                        "(one group's events all come before the other group's, or similar separation)",
+                        hint="report the log-rank test and Kaplan-Meier curves instead")
     z = _st.norm.ppf(1 - alpha / 2)
-    return {"hr": float(np.exp(coef)), "ci_low": float(np.exp(coef - z * se)),
-            "ci_high": float(np.exp(coef + z * se)), "p": float(2 * _st.norm.sf(abs(coef / se))),
-            "coef": coef, "se": se}
+    with np.errstate(over="ignore"):  # a finite but huge bound is reported as inf, without warning
+        return {"hr": float(np.exp(coef)), "ci_low": float(np.exp(coef - z * se)),
+                "ci_high": float(np.exp(coef + z * se)), "p": float(2 * _st.norm.sf(abs(coef / se))),
+                "coef": coef, "se": se}

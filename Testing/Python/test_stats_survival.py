@@ -113,3 +113,21 @@ def test_survival_bad_input():
         survival.kaplan_meier([-1, 2], [1, 0])
     with pytest.raises(DataError, match="0/1"):
         survival.kaplan_meier([1, 2], [1, 2])
+
+
+def test_cox_monotone_likelihood_is_a_clear_error_without_overflow_warnings():
+    """All high-risk events before any low-risk one: no finite hazard ratio (lifelines diverges too)."""
+    import warnings
+    time = [1, 2, 3, 4, 10, 11, 12, 13]
+    event = [1, 1, 1, 1, 1, 0, 1, 0]
+    group = [1, 1, 1, 1, 0, 0, 0, 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow RuntimeWarning would fail the test
+        with pytest.raises(DataError, match="not finite") as err:
+            survival.cox_hazard_ratio(time, event, group)
+    assert "log-rank" in err.value.hint
+    # one early low-risk event restores a finite maximum: a number, and no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = survival.cox_hazard_ratio([1, 2, 3, 4, 0.5, 11, 12, 13], event, group)
+    assert np.isfinite(got["hr"]) and got["hr"] > 1 and np.isfinite(got["ci_high"])
