@@ -87,8 +87,9 @@ def as_frame(X, name: str = "features") -> pd.DataFrame:
     if X.columns.duplicated().any():
         dup = X.columns[X.columns.duplicated()].tolist()[:5]
         raise DataError(f"{name} has duplicated column names {dup}", hint="make every column name unique")
-    non_numeric = [c for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c])
-                                                or pd.api.types.is_bool_dtype(X[c]))]
+    # by dtype, not column by column (thousands of feature columns)
+    non_numeric = [c for c, dt in zip(X.columns, X.dtypes) if not (pd.api.types.is_numeric_dtype(dt)
+                                                                   or pd.api.types.is_bool_dtype(dt))]
     if non_numeric:
         raise DataError(f"{name} has non-numeric column(s) {non_numeric[:5]}",
                         hint="encode categories as numbers (e.g. 0/1 indicator columns) before the analysis")

@@ -239,15 +239,43 @@ def test_train_command_with_a_manifest_file(tmp_path, capsys):
     truth.rename("true_p").to_csv(tmp_path / "ground_truth.csv", index_label="patient_id")
     args = ["train", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
             "--out", str(tmp_path / "model.json"), "--seed", "4", "--lasso-rule", "min",
-            "--ground-truth", str(tmp_path / "ground_truth.csv"), "--predictions", str(tmp_path / "p.csv")]
+            "--ground-truth", str(tmp_path / "ground_truth.csv"), "--predictions", str(tmp_path / "p.csv"),
+            "--repeated-splits", "5"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     model = load_model(tmp_path / "model.json")
     auc = model["evaluation"]["validation"]["combined"]["auc"]
     assert f"combined   validation  {auc:.3f}" in out
     assert "oracle" in out and model["ground_truth"]["oracle_auc"] > 0.8
+    rs = model["ground_truth"]["repeated_splits"]
+    assert rs["seeds"] == [5, 6, 7, 8, 9]
+    assert f"over 5 further random splits: validation AUC combined median {rs['summary']['combined_auc']['median']:.3f}" \
+        in out
     assert model["settings"]["lasso_rule"] == "min" and model["settings"]["seed"] == 4
     preds = pd.read_csv(tmp_path / "p.csv", dtype={"patient_id": str}).set_index("patient_id")
     assert len(preds) == 130 and set(preds["cohort"]) == {"train", "validation"}
     # the manifest's normalised values (flags 0/1, sex M/F) are encoded like the raw ones
     assert model["clinical_coding"]["smoking"]["encoded"] == "smoking_yes"
+
+
+def test_repeated_split_assessment_of_the_ground_truth_recovery(trained, cohort):
+    """20 further splits: per split the oracle AUC is the truth's AUC in that split's validation
+    cohort (checked with scikit-learn), the summary is their median/IQR, and the recovery claim
+    (oracle - combined < 0.1) holds for the median split."""
+    from sklearn.metrics import roc_auc_score
+    _, manifest, truth = cohort
+    rs = trained.ground_truth["repeated_splits"]
+    assert rs["seeds"] == list(range(4, 24))  # main seed 3, then 20 further ones
+    y = manifest.df["outcome"]
+    for i in (0, 7):
+        split = split_cohort(y, seed=rs["seeds"][i])
+        val = split.index[split == "validation"]
+        assert rs["n_validation"][i] == len(val) == 48
+        assert rs["oracle_auc"][i] == pytest.approx(roc_auc_score(y[val], truth[val]), abs=1e-12)
+    np.testing.assert_allclose(rs["difference"], np.subtract(rs["oracle_auc"], rs["combined_auc"]))
+    for key in ("combined_auc", "oracle_auc", "difference"):
+        q1, med, q3 = np.percentile(rs[key], [25, 50, 75])
+        assert rs["summary"][key] == pytest.approx({"median": med, "q1": q1, "q3": q3})
+    assert len(set(rs["combined_auc"])) > 5  # the splits really differ
+    assert rs["summary"]["difference"]["median"] < 0.1 and rs["within_0_1"] >= 0.5
+    assert rs["summary"]["combined_auc"]["median"] > 0.75
