@@ -729,7 +729,11 @@ def _prepare(features: pd.DataFrame, manifest) -> tuple:
     if not cols:
         raise DataError("the features table has no feature columns ('<ROI>__<feature>')",
                         hint="pass the features.csv written by doseradiomics cohort-extract")
-    X = feats.loc[ids, cols].apply(pd.to_numeric, errors="coerce")
+    X = feats.loc[ids, cols]
+    text = [c for c, dt in zip(X.columns, X.dtypes) if not pd.api.types.is_numeric_dtype(dt)]
+    if text:  # only columns read as text need converting (thousands of numeric ones do not)
+        X = X.copy()
+        X[text] = X[text].apply(pd.to_numeric, errors="coerce")
     failed = X.index[X.isna().all(axis=1)]
     if len(failed):
         notes.append(f"{len(failed)} patient(s) whose feature row is empty excluded: " + ", ".join(failed[:10]))
