@@ -11,7 +11,6 @@ from scipy import stats
 from sklearn.preprocessing import MinMaxScaler as SkMinMax
 
 from DoseRadiomicsLib.errors import DataError, ModelFileError
-from DoseRadiomicsLib.stats.elastic_net import lambda_grid, lambda_max, logistic_elastic_net_path
 from DoseRadiomicsLib.stats.normality import normal_columns, shapiro_wilk_columns
 from DoseRadiomicsLib.stats.selection import MinMaxScaler, lasso_select, univariate_filter
 
