@@ -33,7 +33,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
 
 benchmark: $(STAMP)
+	$(BIN)/python benchmarks/profile_patient.py
 	$(BIN)/python benchmarks/bench_extract.py
+	$(BIN)/python benchmarks/bench_clinical_ct.py
+	$(BIN)/python benchmarks/bench_cohort.py
+	$(BIN)/python benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

@@ -20,6 +20,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
+# the public test data (CI and developers have ../shared beside the repository)
+SHARED_DATA = Path(os.environ.get("DOSERADIOMICS_SHARED_DATA", REPO.parent / "shared" / "data"))
 README = HERE / "README.md"
 WORKDIR = Path(os.environ.get("DOSERADIOMICS_BENCH_DIR", "/tmp/doseradiomics-bench"))
 if str(REPO) not in sys.path:

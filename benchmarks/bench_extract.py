@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -35,11 +34,11 @@ import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from _common import REPO, RESULTS, load_note, stamp, synth_cohort, write_readme_section
+from _common import RESULTS, SHARED_DATA, load_note, stamp, synth_cohort, write_readme_section
 from DoseRadiomicsLib.extraction import FeatureExtractor
 from DoseRadiomicsLib.pipeline import ExtractionOptions, PatientInputs, extract_patient, extractors
 
-DATA = Path(os.environ.get("DOSERADIOMICS_SHARED_DATA", REPO.parent / "shared" / "data")) / "openkbp_hn"
+DATA = SHARED_DATA / "openkbp_hn"
 
 
 def timed(fn, *args, **kwargs):

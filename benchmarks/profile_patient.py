@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import _common  # noqa: F401  (pins threads, puts the repository on sys.path)
-from _common import RESULTS, REPO, load_note, stamp, synth_cohort, write_readme_section
+from _common import RESULTS, SHARED_DATA, load_note, stamp, synth_cohort, write_readme_section
 
 clock = time.process_time
 ACC: "defaultdict[str, float]" = defaultdict(float)
@@ -166,7 +165,7 @@ def main(argv=None) -> int:
     results = []
     synth = read_manifest(synth_cohort(max(args.synth, 2) + 1)).patients()
     results.append(profile(synth[1:args.synth + 1], f"synthetic 96x96x20 (n={args.synth})"))
-    data = Path(os.environ.get("DOSERADIOMICS_SHARED_DATA", REPO.parent / "shared" / "data")) / "openkbp_hn"
+    data = SHARED_DATA / "openkbp_hn"
     if args.openkbp and data.is_dir():
         dirs = sorted((p for p in data.glob("pt_*") if p.is_dir()), key=lambda p: int(p.name[3:]))
         kbp = [PatientInputs(p.name, str(p / "ct.nrrd"), str(p / "dose.nrrd"), str(p / "mask_PTV70.nrrd"),
