@@ -378,6 +378,19 @@ def render_report(model: dict) -> str:
                   f"<p>Validation cohort (n={e(gt['n'])}): combined model AUC {num(gt['combined_auc'])}, oracle AUC of "
                   f"the true probabilities {num(gt['oracle_auc'])} ({num(gt['oracle_ci_low'])}–"
                   f"{num(gt['oracle_ci_high'])}); ratio {num(gt['ratio'])}.</p>"]
+        rep = gt.get("repeated_splits") or {}
+        if rep.get("summary"):
+            # One 66-patient validation cohort says little (AUC SE ~0.06): the spread over splits does.
+            q = rep["summary"]
+            sizes = rep.get("n_validation")
+            sizes = "/".join(str(v) for v in sorted(set(sizes))) if isinstance(sizes, list) else sizes
+            parts.append(
+                f"<p>Over {e(len(rep.get('seeds', [])))} further random 7:3 splits (validation n="
+                f"{e(sizes)}): combined model AUC median {num(q['combined_auc']['median'])} "
+                f"(IQR {num(q['combined_auc']['q1'])}–{num(q['combined_auc']['q3'])}), oracle AUC median "
+                f"{num(q['oracle_auc']['median'])} (IQR {num(q['oracle_auc']['q1'])}–{num(q['oracle_auc']['q3'])}); "
+                f"oracle minus combined median {num(q['difference']['median'])}, below 0.1 in "
+                f"{num(100 * rep['within_0_1'], 0)} % of splits. Each split: {e(rep.get('method', '').removeprefix('per seed: '))}.</p>")
     ext = model.get("extraction", {})
     parts += ["<h2>Reproducibility</h2>",
               f"<p>Extraction settings hash <code>{e(ext.get('settings_hash'))}</code>; options "
