@@ -84,3 +84,21 @@ def test_malicious_names_are_escaped(report):
     assert "<script" not in text.lower()
     assert html.escape(EVIL) in text
     assert "<b>other</b>" not in text and "&lt;b&gt;other&lt;/b&gt;" in text
+
+
+def test_bundled_demo_model_reports_its_ground_truth_over_repeated_splits(tmp_path):
+    """The demo model (synthetic cohort) reports the single split and the spread over 20 more."""
+    from conftest import REPO
+
+    model_path = REPO / "Resources" / "DemoModel" / "model.json"
+    model = load_model(model_path)
+    out = tmp_path / "demo.html"
+    write_report(model_path, out)
+    text = out.read_text(encoding="utf-8")
+    gt = model["ground_truth"]
+    q = gt["repeated_splits"]["summary"]
+    assert len(gt["repeated_splits"]["seeds"]) == 20
+    assert f"combined model AUC {gt['combined_auc']:.3f}" in text
+    assert f"combined model AUC median {q['combined_auc']['median']:.3f}" in text
+    assert f"oracle AUC median {q['oracle_auc']['median']:.3f}" in text
+    assert f"below 0.1 in {100 * gt['repeated_splits']['within_0_1']:.0f} % of splits" in text
