@@ -52,6 +52,16 @@ def read_header(path: Path, patient=None, pixels: bool = False) -> pydicom.Datas
         raise InputError(f"not a readable DICOM file ({exc})", patient=patient, path=path) from None
 
 
+def read_rt_object(path: Path, modality: str, patient=None, hint: str = "") -> pydicom.Dataset:
+    """A whole DICOM RT file that must be of ``modality`` (RTDOSE, RTSTRUCT), or InputError saying what it is."""
+    ds = read_header(path, patient, pixels=True)
+    found = str(ds.get("Modality", "")).upper()
+    if found != modality:
+        raise InputError(f"expected a DICOM {modality}, found modality '{found}'", patient=patient, path=path,
+                         hint=hint)
+    return ds
+
+
 def _orientation(ds, patient, path):
     """Row and column direction cosines and the slice normal, as unit vectors."""
     iop = ds.get("ImageOrientationPatient")
@@ -251,11 +261,7 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
     linearly interpolated onto a uniform grid at the smallest spacing (recorded in the details).
     """
     path = Path(path)
-    ds = read_header(path, patient, pixels=True)
-    modality = str(ds.get("Modality", "")).upper()
-    if modality != "RTDOSE":
-        raise InputError(f"expected a DICOM RTDOSE, found modality '{modality}'", patient=patient, path=path,
-                         hint="give the RTDOSE file as the dose")
+    ds = read_rt_object(path, "RTDOSE", patient, hint="give the RTDOSE file as the dose")
     if ds.get("DoseGridScaling") in (None, ""):
         raise InputError("RTDOSE without DoseGridScaling: the stored values cannot be turned into Gy",
                          patient=patient, path=path, hint="re-export the dose from the planning system")
@@ -419,11 +425,7 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     ``warnings``. ROI names match case-insensitively; an unknown name lists the available ones.
     """
     path = Path(path)
-    ds = read_header(path, patient, pixels=True)
-    modality = str(ds.get("Modality", "")).upper()
-    if modality != "RTSTRUCT":
-        raise InputError(f"expected a DICOM RTSTRUCT, found modality '{modality}'", patient=patient, path=path,
-                         hint="give the RTSTRUCT (structure set) file as the GTV")
+    ds = read_rt_object(path, "RTSTRUCT", patient, hint="give the RTSTRUCT (structure set) file as the GTV")
     rois = rtstruct_rois(ds)
     names = [r["name"] for r in rois]
     # pydicom reads a cut-off file without complaint, dropping what is missing; the RT ROI

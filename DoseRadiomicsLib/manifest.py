@@ -276,6 +276,15 @@ class _Validator:
             return 0
         self.fail(n, c, f"'{text}' is not {what}")
 
+    def choice(self, n, c, text, table: dict, what: str, hint: str):
+        """``text`` looked up (case-insensitively) in ``table``; empty -> None; else a named error."""
+        t = text.lower()
+        if t in MISSING:
+            return None
+        if t in table:
+            return table[t]
+        self.fail(n, c, f"'{text}' is not {what}", hint=hint)
+
     def row(self, n: int, rec: dict, extra: list) -> dict:
         out = dict(rec)
         pid = rec["patient_id"]
@@ -317,13 +326,7 @@ class _Validator:
             if c in rec:
                 out[c] = self.flag(n, c, rec[c])
         if "sex" in rec:
-            s = rec["sex"].lower()
-            if s in MISSING:
-                out["sex"] = None
-            elif s in SEXES:
-                out["sex"] = SEXES[s]
-            else:
-                self.fail(n, "sex", f"'{rec['sex']}' is not a sex", hint="use M/F or male/female")
+            out["sex"] = self.choice(n, "sex", rec["sex"], SEXES, "a sex", "use M/F or male/female")
         for c in (*CATEGORICAL_CLINICAL, "centre"):
             if c in rec:
                 t = rec[c].replace("\u2013", "-").replace("\u2014", "-")
@@ -367,12 +370,6 @@ class _Validator:
                     self.fail(n, tcol if np.isnan(out[tcol]) else ecol,
                               f"{c.upper()} has a time or an event flag but not both")
         if "split" in rec:
-            s = rec["split"].lower()
-            if s in MISSING:
-                out["split"] = None
-            elif s in SPLITS:
-                out["split"] = SPLITS[s]
-            else:
-                self.fail(n, "split", f"'{rec['split']}' is not a split",
-                          hint="use train or validation (training, val, valid and test are accepted)")
+            out["split"] = self.choice(n, "split", rec["split"], SPLITS, "a split",
+                                       "use train or validation (training, val, valid and test are accepted)")
         return out
