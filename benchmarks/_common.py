@@ -7,6 +7,7 @@ one, so each table states the load average it was measured under.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -60,6 +61,15 @@ def write_readme_section(name: str, markdown: str) -> None:
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _m: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     README.write_text(text, encoding="utf-8")
+
+
+def publish(name: str, results, markdown: str, note: str) -> None:
+    """Print a benchmark's table, keep its figures in results/<name>.json and put the table and its
+    note (command, date, load) between the ``name`` markers of benchmarks/README.md."""
+    print(markdown)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name.replace('-', '_')}.json").write_text(json.dumps(results, indent=2))
+    write_readme_section(name, markdown + "\n\n" + note)
 
 
 def stamp() -> str:

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import SimpleITK as sitk
 
-from _common import RESULTS, SHARED_DATA, load_note, stamp, write_readme_section
+from _common import SHARED_DATA, load_note, publish, stamp
 
 from DoseRadiomicsLib.crosssection import extract_slice, largest_cross_section
 from DoseRadiomicsLib.extraction import FeatureExtractor, parameter_file
@@ -63,17 +63,14 @@ def main(argv=None) -> int:
     result = {"ct_size": list(ct.GetSize()), "ours_cpu_s": statistics.median(ours),
               "naive_cpu_s": statistics.median(naive), "ratio": statistics.median(naive) / statistics.median(ours),
               "repeats": args.repeats}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "clinical_ct.json").write_text(json.dumps(result, indent=2))
     table = (
         "| lung1, GTV ROI, 1,595 features, CPU s (median) | value |\n|---|---:|\n"
         f"| CT size | {'x'.join(map(str, result['ct_size']))} |\n"
         f"| ours: the largest slice, pre-cropped filters | {result['ours_cpu_s']:.3f} |\n"
         f"| naive: pyradiomics on the full volume, one-slice mask | {result['naive_cpu_s']:.2f} |\n"
-        f"| **naive / ours** (issue 2: >= 5x) | **{result['ratio']:.0f}x** |\n\n"
-        f"_`benchmarks/bench_clinical_ct.py --repeats {args.repeats}`, {stamp()}, {load_note()}; one thread._")
-    print(table)
-    write_readme_section("clinical-ct", table)
+        f"| **naive / ours** (issue 2: >= 5x) | **{result['ratio']:.0f}x** |")
+    note = f"_`benchmarks/bench_clinical_ct.py --repeats {args.repeats}`, {stamp()}, {load_note()}; one thread._"
+    publish("clinical-ct", result, table, note)
     return 0
 
 

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from _common import RESULTS, WORKDIR, cpu_seconds, load_note, stamp, synth_cohort, write_readme_section
+from _common import RESULTS, WORKDIR, cpu_seconds, load_note, publish, stamp, synth_cohort
 
 
 def run_once(manifest, n: int, workers: int, limit_s: float) -> dict:
@@ -96,10 +96,7 @@ def main(argv=None) -> int:
             f"{' '.join(map(str, args.workers))}" + (" --keep" if args.keep else "") + f"`, {stamp()}, {load_note()} at the end; synthetic cohorts "
             "(`doseradiomics synth --seed 2025`, 96x96x20 CT), paper configuration, 3 ROIs; each run a fresh "
             "`cohort-extract` into an empty folder, start-up included._")
-    print(md)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cohort.json").write_text(json.dumps(rows, indent=2))
-    write_readme_section("cohort", md + "\n\n" + note)
+    publish("cohort", rows, md, note)
     return 0
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from _common import RESULTS, SHARED_DATA, load_note, stamp, synth_cohort, write_readme_section
+from _common import SHARED_DATA, load_note, publish, stamp, synth_cohort
 from DoseRadiomicsLib.extraction import FeatureExtractor
 from DoseRadiomicsLib.pipeline import ExtractionOptions, PatientInputs, extract_patient, extractors
 
@@ -188,10 +188,7 @@ def main(argv=None) -> int:
     md = table(summaries)
     note = (f"_`benchmarks/bench_extract.py --patients {args.patients} --synth {args.synth} --naive-patients "
             f"{args.naive_patients}`, {stamp()}, {load_note()}; warm, one process, one thread._")
-    print(md)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "extract.json").write_text(json.dumps(summaries, indent=2))
-    write_readme_section("extract", md + "\n\n" + note)
+    publish("extract", summaries, md, note)
     return 0
 
 

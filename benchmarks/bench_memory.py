@@ -20,7 +20,7 @@ import textwrap
 
 import numpy as np
 
-from _common import REPO, RESULTS, WORKDIR, load_note, stamp, write_readme_section
+from _common import REPO, WORKDIR, load_note, publish, stamp
 
 CT_SIZE = (512, 512, 200)          # x, y, z voxels
 CT_SPACING = (0.977, 0.977, 2.5)   # mm
@@ -116,10 +116,7 @@ def main() -> int:
         f"| wall s for the patient | {res['seconds']:.1f} |",
     ])
     note = f"_`benchmarks/bench_memory.py`, {stamp()}, {load_note()}._"
-    print(md)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(res, indent=2))
-    write_readme_section("memory", md + "\n\n" + note)
+    publish("memory", res, md, note)
     return 0
 
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import _common  # noqa: F401  (pins threads, puts the repository on sys.path)
-from _common import RESULTS, SHARED_DATA, load_note, stamp, synth_cohort, write_readme_section
+from _common import SHARED_DATA, load_note, publish, stamp, synth_cohort
 
 clock = time.process_time
 ACC: "defaultdict[str, float]" = defaultdict(float)
@@ -175,10 +174,7 @@ def main(argv=None) -> int:
     note = (f"_`benchmarks/profile_patient.py --synth {args.synth} --openkbp {args.openkbp}`, {stamp()}, "
             f"{load_note()}; paper configuration, 3 ROIs (GTV, GTV-heat, 50Gy-heat) x 1,595 features; "
             "CPU time of one warm process, one thread._")
-    print(md)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "profile.json").write_text(json.dumps(results, indent=2))
-    write_readme_section("profile", md + "\n\n" + note)
+    publish("profile", results, md, note)
     return 0
 
 
