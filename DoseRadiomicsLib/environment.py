@@ -1,7 +1,9 @@
 """Checks that the scientific stack can produce the paper's feature set.
 
-pyradiomics' LBP3D filter calls ``scipy.special.sph_harm``, removed in SciPy 1.17; pyradiomics then
-logs a warning and yields no LBP features at all. We check for it up front and say why.
+pyradiomics' LBP3D filter calls ``scipy.special.sph_harm``, removed in SciPy 1.17 (bundled by Slicer
+>= 5.12); pyradiomics then logs a warning and yields no LBP features at all. Where SciPy has its
+successor ``sph_harm_y`` we map the old name onto it (:mod:`DoseRadiomicsLib.compat`); otherwise we
+refuse up front and say why.
 ``python -m DoseRadiomicsLib.environment --check`` runs the checks (the Makefile does after setup).
 """
 
@@ -35,12 +37,14 @@ def check_lbp3d_support() -> None:
         import trimesh  # noqa: F401  (LBP3D's icosphere)
     except ImportError as exc:
         raise ExtractionError(f"LBP3D needs scipy and trimesh: {exc}",
-                              hint="install them: pip install 'scipy<1.17' trimesh") from exc
-    if not hasattr(scipy.special, "sph_harm"):
+                              hint="install them: pip install scipy trimesh") from exc
+    from .compat import ensure_scipy_sph_harm
+
+    if ensure_scipy_sph_harm() == "missing":
         raise ExtractionError(
-            f"SciPy {scipy.__version__} has no scipy.special.sph_harm, so pyradiomics' LBP3D filter "
-            "silently yields no features",
-            hint="install SciPy < 1.17 (pip install 'scipy<1.17'), or use a configuration without LBP3D")
+            f"SciPy {scipy.__version__} has neither scipy.special.sph_harm nor sph_harm_y, so "
+            "pyradiomics' LBP3D filter silently yields no features",
+            hint="install another SciPy (pip install scipy), or use a configuration without LBP3D")
 
 
 def check_lbp2d_support() -> None:
@@ -66,8 +70,13 @@ def main(argv=None) -> int:
     check_pyradiomics()
     check_lbp3d_support()
     check_lbp2d_support()
+    from .compat import ensure_scipy_sph_harm
+
     for k, v in library_versions().items():
         print(f"{k:14s} {v}")
+    how = ensure_scipy_sph_harm()
+    print(f"{'sph_harm':14s} {how}" + (" (scipy.special.sph_harm_y behind the old name, for LBP3D)"
+                                         if how == "shim" else ""))
     return 0
 
 

@@ -39,7 +39,7 @@ CONFIGS = {
 
 # What each filter needs beyond pyradiomics; without it pyradiomics logs a warning and yields nothing.
 _FILTER_HINTS = {
-    "LBP3D": "pyradiomics' LBP3D needs scipy < 1.17 and trimesh",
+    "LBP3D": "pyradiomics' LBP3D needs trimesh and scipy.special.sph_harm (or sph_harm_y)",
     "LBP2D": "pyradiomics' LBP2D needs scikit-image",
     "Wavelet": "pyradiomics' Wavelet needs PyWavelets",
 }

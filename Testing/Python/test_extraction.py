@@ -117,13 +117,6 @@ def test_dose_rois_use_the_dose_parameter_file(lung_slice):
     assert darr[marr].min() >= 50.0
 
 
-def test_scipy_without_sph_harm_is_refused_with_the_reason(monkeypatch):
-    import scipy.special
-    monkeypatch.delattr(scipy.special, "sph_harm")
-    with pytest.raises(ExtractionError, match="SciPy .* no scipy.special.sph_harm"):
-        FeatureExtractor(parameter_file("paper", "CT"))
-
-
 def test_a_short_feature_set_is_an_error_naming_the_missing_filter(lung_slice, monkeypatch):
     ct_slice, gtv_slice, *_ = lung_slice
     fx = FeatureExtractor(parameter_file("paper", "CT"))
