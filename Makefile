@@ -7,14 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test venv benchmark clean
+.PHONY: demo test test-main test-slicer-envs venv slicer-envs benchmark clean
 
 venv: $(STAMP)
 
 # pyradiomics is published as source only and does not build in pip's isolated environment:
 # install numpy and versioneer first, then build it without isolation. We pin 3.0.1: the 3.1.0
 # archive's metadata calls itself 3.0.1a1, so pip discards it as inconsistent and would fall
-# back to 3.0.1 anyway; saying so keeps the build reproducible.
+# back to 3.0.1 anyway; saying so keeps the build reproducible. (The Slicer-matched environments
+# below install the 3.1.0 archive itself, by its URL.)
 PYRADIOMICS := 3.0.1
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +30,51 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP)
 	bash Resources/demo.sh $(DEMO_OUT)
 
-test: $(STAMP)
+# Slicer-matched test environments: the versions real Slicer releases bundle, read from Slicer's
+# SuperBuild files (Testing/Environments/slicer-*.txt cite them; docs/slicer-compatibility.md).
+# Python: 3.10 for the 5.8-like one (Slicer 5.8 bundles 3.9, which slicer-core and this library do not
+# support), 3.12 for the 5.12-like one (what Slicer 5.10-5.12 bundle). pyenv keeps them outside PATH.
+SLICER_ENVS := 5.8 5.12
+# The first candidate that runs (a pyenv shim exists but fails when its version is not selected).
+find_python = $(firstword $(foreach p,$(1) $(wildcard $(HOME)/.pyenv/versions/$(2)*/bin/python$(2)),\
+	$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
+PYTHON_SLICER_5.8 ?= $(call find_python,python3.10,3.10)
+PYTHON_SLICER_5.12 ?= $(call find_python,python3.12,3.12)
+# PyPI's pyradiomics 3.1.0 source archive (the v3.1.0 tag's code; SlicerRadiomics pins v3.1.0 + 2 CLI
+# commits). By URL and hash, because pip discards it by name (its metadata says 3.0.1a1).
+PYRADIOMICS_SDIST := https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/pyradiomics-3.1.0.tar.gz\#sha256=24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4
+SLICER_STAMPS := $(foreach e,$(SLICER_ENVS),.venv-slicer-$(e)/.installed)
+# The library suite in a matched environment: everything but the timing benchmarks, which measure the
+# machine, not the versions, and already run in .venv.
+SLICER_ENV_TESTS := Testing/Python Testing/Slicer --deselect Testing/Python/test_speed_cohort.py \
+	--deselect Testing/Python/test_speed_extract_many.py
+
+slicer-envs: $(SLICER_STAMPS)
+
+.venv-slicer-%/.installed: Testing/Environments/slicer-%.txt pyproject.toml
+	@test -n "$(PYTHON_SLICER_$*)" || { echo "no Python for .venv-slicer-$*: set PYTHON_SLICER_$*"; exit 1; }
+	rm -rf .venv-slicer-$*
+	$(PYTHON_SLICER_$*) -m venv .venv-slicer-$*
+	.venv-slicer-$*/bin/python -m pip install --quiet pip==26.3
+	.venv-slicer-$*/bin/python -m pip install --quiet -r Testing/Environments/slicer-$*.txt
+	.venv-slicer-$*/bin/python -m pip install --quiet --no-deps --no-build-isolation "$(PYRADIOMICS_SDIST)"
+	.venv-slicer-$*/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	.venv-slicer-$*/bin/python -m pip check
+	.venv-slicer-$*/bin/python -m DoseRadiomicsLib.environment --check
+	touch $@
+
+# Every suite in .venv, then the library and Slicer suites in each matched environment; the first
+# failure fails make, every run prints pytest's summary line.
+test: test-main test-slicer-envs
+
+test-main: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
+
+test-slicer-envs: $(SLICER_STAMPS)
+	@set -e; for e in $(SLICER_ENVS); do \
+	  echo "== Slicer-$$e-like environment (.venv-slicer-$$e)"; \
+	  .venv-slicer-$$e/bin/python -m pytest -q -n 2 --dist loadfile $(SLICER_ENV_TESTS); \
+	done
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/profile_patient.py
@@ -40,4 +84,4 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) $(DEMO_OUT) .venv-slicer-*

@@ -2,7 +2,7 @@
 
 The expected number of features is worked out from the parameter file alone (image types x
 feature classes), and every extraction is checked against it: a filter that silently yields
-nothing (pyradiomics' LBP3D under SciPy >= 1.17) is an error that says why, never a short row.
+nothing (e.g. pyradiomics' LBP3D without trimesh) is an error that says why, never a short row.
 
 Several ROIs on one image (the dose map's GTV-heat and isodose regions) go through
 :meth:`FeatureExtractor.extract_many`, which runs pyradiomics' own steps (mask check, pre-crop,
