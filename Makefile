@@ -40,9 +40,6 @@ find_python = $(firstword $(foreach p,$(1) $(wildcard $(HOME)/.pyenv/versions/$(
 	$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 PYTHON_SLICER_5.8 ?= $(call find_python,python3.10,3.10)
 PYTHON_SLICER_5.12 ?= $(call find_python,python3.12,3.12)
-# PyPI's pyradiomics 3.1.0 source archive (the v3.1.0 tag's code; SlicerRadiomics pins v3.1.0 + 2 CLI
-# commits). By URL and hash, because pip discards it by name (its metadata says 3.0.1a1).
-PYRADIOMICS_SDIST := https://files.pythonhosted.org/packages/03/c1/20fc2c50ab1e3304da36d866042a1905a2b05a1431ece35448ab6b4578f2/pyradiomics-3.1.0.tar.gz\#sha256=24722c962a6bbd09bc39c1c67dbffe92435f9692a421fabaae8a6b4511eb48e4
 SLICER_STAMPS := $(foreach e,$(SLICER_ENVS),.venv-slicer-$(e)/.installed)
 # The library suite in a matched environment: everything but the timing benchmarks, which measure the
 # machine, not the versions, and already run in .venv.
@@ -51,21 +48,27 @@ SLICER_ENV_TESTS := Testing/Python Testing/Slicer --deselect Testing/Python/test
 
 slicer-envs: $(SLICER_STAMPS)
 
-.venv-slicer-%/.installed: Testing/Environments/slicer-%.txt pyproject.toml
+# pyradiomics: PyPI's 3.1.0 source archive (v3.1.0's code; SlicerRadiomics pins v3.1.0 + 2 CLI
+# commits), which does not build as published: see Testing/Environments/install_pyradiomics.py.
+.venv-slicer-%/.installed: Testing/Environments/slicer-%.txt Testing/Environments/install_pyradiomics.py pyproject.toml $(STAMP)
 	@test -n "$(PYTHON_SLICER_$*)" || { echo "no Python for .venv-slicer-$*: set PYTHON_SLICER_$*"; exit 1; }
 	rm -rf .venv-slicer-$*
 	$(PYTHON_SLICER_$*) -m venv .venv-slicer-$*
 	.venv-slicer-$*/bin/python -m pip install --quiet pip==26.3
 	.venv-slicer-$*/bin/python -m pip install --quiet -r Testing/Environments/slicer-$*.txt
-	.venv-slicer-$*/bin/python -m pip install --quiet --no-deps --no-build-isolation "$(PYRADIOMICS_SDIST)"
+	.venv-slicer-$*/bin/python Testing/Environments/install_pyradiomics.py --download-with $(BIN)/python
 	.venv-slicer-$*/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	.venv-slicer-$*/bin/python -m pip check
 	.venv-slicer-$*/bin/python -m DoseRadiomicsLib.environment --check
 	touch $@
 
 # Every suite in .venv, then the library and Slicer suites in each matched environment; the first
-# failure fails make, every run prints pytest's summary line.
-test: test-main test-slicer-envs
+# failure fails make, every run prints pytest's summary line. The environments are built side by side
+# (installing is mostly waiting for downloads and disk), the tests one run after another.
+test:
+	$(MAKE) -j3 --output-sync=target $(STAMP) $(SLICER_STAMPS)
+	$(MAKE) test-main
+	$(MAKE) test-slicer-envs
 
 test-main: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing

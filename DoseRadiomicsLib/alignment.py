@@ -99,8 +99,10 @@ def register_rigid(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     fixed_f = sitk.Cast(fixed, sitk.sitkFloat32)
     moving_f = sitk.Cast(moving, sitk.sitkFloat32)
     s = REGISTRATION_SETTINGS
-    euler = sitk.CenteredTransformInitializer(fixed_f, moving_f, sitk.Euler3DTransform(),
-                                              sitk.CenteredTransformInitializerFilter.GEOMETRY)
+    # Euler3DTransform(...): SimpleITK 2.3 (Slicer 5.8) returns the initialised transform as a plain
+    # Transform, which has no GetCenter or angles for the report.
+    euler = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
+        fixed_f, moving_f, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.GEOMETRY))
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=s["histogram_bins"])
     reg.SetMetricSamplingStrategy(reg.RANDOM)

@@ -172,7 +172,10 @@ def _read_dicom_picture(p: Path, patient):
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     full = float(2 ** bits - 1)
     if photometric.startswith("YBR"):
-        from pydicom.pixels import convert_color_space
+        try:
+            from pydicom.pixels import convert_color_space
+        except ImportError:  # pydicom 2.x (Slicer <= 5.10 bundles 2.4.4)
+            from pydicom.pixel_data_handlers.util import convert_color_space
         arr = convert_color_space(arr, photometric, "RGB")
         photometric = "RGB"
     if photometric == "RGB":

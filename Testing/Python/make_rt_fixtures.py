@@ -17,6 +17,20 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 
+def save_dicom_file(ds, path) -> None:
+    """Write ``ds`` as a DICOM Part 10 file (preamble, file meta) with pydicom 3 or 2.x.
+
+    pydicom 3 says so with ``enforce_file_format=True``; 2.x (bundled by Slicer <= 5.10) with
+    ``write_like_original=False`` and the encoding taken from the transfer syntax.
+    """
+    try:
+        ds.save_as(path, enforce_file_format=True)
+    except TypeError:   # pydicom 2.x: no enforce_file_format
+        syntax = ds.file_meta.TransferSyntaxUID
+        ds.is_little_endian, ds.is_implicit_VR = syntax.is_little_endian, syntax.is_implicit_VR
+        ds.save_as(path, write_like_original=False)
+
+
 def write_ct_series(folder, hu: np.ndarray, spacing=(0.8, 0.9, 2.5), origin=(-100.5, -80.25, 33.0),
                     row=(1.0, 0.0, 0.0), col=(0.0, 1.0, 0.0), intercept=-1024.0, slope=1.0,
                     frame_uid=None, seed=0) -> list[Path]:
@@ -65,7 +79,7 @@ def write_ct_series(folder, hu: np.ndarray, spacing=(0.8, 0.9, 2.5), origin=(-10
         ds.RescaleIntercept, ds.RescaleSlope = intercept, slope
         stored = np.round((hu[k] - intercept) / slope).astype("<i2")
         ds.PixelData = stored.tobytes()
-        ds.save_as(path, enforce_file_format=True)
+        save_dicom_file(ds, path)
         paths.append(path)
     return paths
 

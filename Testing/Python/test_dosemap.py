@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from DoseRadiomicsLib import dosemap as dm
 from DoseRadiomicsLib import dosemap_colour as dc
+from make_rt_fixtures import save_dicom_file
 from DoseRadiomicsLib.crosssection import largest_cross_section
 from DoseRadiomicsLib.errors import InputError
 from DoseRadiomicsLib.pipeline import PatientInputs, extract_patient, feature_columns
@@ -167,7 +168,7 @@ def test_jpeg_and_dicom_secondary_capture_pictures(case, tmp_path):
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = case["rgb"].tobytes()
-    ds.save_as(tmp_path / "dosemap.dcm", enforce_file_format=True)
+    save_dicom_file(ds, tmp_path / "dosemap.dcm")
     sc = dc.read_dose_map_picture(tmp_path / "dosemap.dcm")
     assert sc.details["format"] == "DICOM" and np.array_equal(sc.rgb, png.rgb)
     # JPEG at quality 90: compression noise, the dose still within 1 Gy RMS where it is shown
