@@ -315,10 +315,13 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             self.initializeParameterNode()
 
     def onSceneEndImport(self, caller, event) -> None:
-        # A loaded .mrml may bring its own DoseRadiomics parameter node and editor node.
+        # A loaded .mrml may bring its own DoseRadiomics parameter node and editor node, and its
+        # parameter values arrived before the nodes they reference: reconnect so that every widget
+        # shows what the scene holds.
         self.selectSegmentEditorNode()
         if self.parent.isEntered:
             self.ui.segmentEditorWidget.updateWidgetFromMRML()
+            self.setParameterNode(None)
             self.initializeParameterNode()
 
     def selectSegmentEditorNode(self):

@@ -18,7 +18,8 @@ each class here follows the documented behaviour of its Qt/CTK/qMRML original, a
   showChildNodeTypes, minus hideChildNodeTypes, attribute filters, hidden-from-editor nodes), with
   QComboBox row semantics: with noneEnabled the "None" row is first; otherwise the first node added
   to an empty box becomes current; removing the current node makes the row at its place current
-  (or the last row), and currentNodeChanged is emitted (as on scene close).
+  (or the last row), and currentNodeChanged is emitted (as on scene close); setCurrentNode with a
+  node it does not list selects "None" (or nothing).
 - QProcess runs a real process (subprocess); its output, finished(exitCode, exitStatus) with
   CrashExit for a process killed by a signal, and errorOccurred(FailedToStart) for a program that
   cannot be started, are delivered from the event loop (``FakeApp.processEvents``), as in Qt.
@@ -1001,15 +1002,17 @@ class qMRMLNodeComboBox(qMRMLWidget):
 
     def setCurrentNode(self, node):
         nodeId = node.GetID() if node is not None else None
-        if nodeId == self.currentNodeID():
+        previous = self.currentNodeID()
+        if nodeId == previous:
             return
         if nodeId in self._rows:
             self._index = self._rows.index(nodeId)
-        elif node is None:
-            self._index = self._rows.index(None) if None in self._rows else -1
         else:
-            return  # a node the box does not list cannot be selected
-        self._announce()
+            # A node the box does not list (or none) selects "None", or nothing without that row
+            # (qMRMLNodeComboBoxPrivate::setCurrentNodeIDInternal, v5.12.3).
+            self._index = 0 if self._noneEnabled else -1
+        if self.currentNodeID() != previous:
+            self._announce()
 
     def setCurrentNodeID(self, nodeId):
         self.setCurrentNode(self._scene.GetNodeByID(nodeId) if nodeId else None)

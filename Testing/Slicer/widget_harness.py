@@ -45,6 +45,7 @@ class Harness:
         slicer.app.moduleManager().moduleAboutToBeUnloaded.emit("DoseRadiomics")  # -> cleanup()
         for child in self.panel.children():
             child.setParent(None)
+            _destroy(child)
         self.panel.layout().items.clear()
         old = self.widget
         self.setup()
@@ -55,6 +56,20 @@ class Harness:
     @property
     def ui(self):
         return self.widget.ui
+
+    def close(self):
+        """End of the test: what the application's exit does (cleanup, widgets destroyed)."""
+        if self.widget is not None and hasattr(self.widget, "ui"):
+            self.widget.cleanup()
+        for child in self.panel.children():
+            _destroy(child)
+        self.panel.setMRMLScene(None)
+
+
+def _destroy(widget):
+    """A destroyed qMRML widget observes no scene any more (the C++ destructors do this)."""
+    if hasattr(widget, "setMRMLScene"):
+        widget.setMRMLScene(None)
 
 
 def install(monkeypatch, make_session):
