@@ -387,7 +387,7 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         p = self._parameterNode
         if hasattr(p, "connectParametersToGui"):
             mapping = {}
-            for widget in self.ui.__dict__.values():
+            for widget in vars(self.ui).values():
                 name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
                 if name:
                     mapping[name] = widget

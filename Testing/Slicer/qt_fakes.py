@@ -37,6 +37,7 @@ import sys
 import threading
 import traceback
 import types
+import weakref
 import xml.etree.ElementTree as ET
 
 SLOT_ERRORS: list = []  # (signal signature, formatted traceback) of every exception raised in a slot
@@ -954,11 +955,16 @@ class qMRMLNodeComboBox(qMRMLWidget):
         self._observations = []
         super().setMRMLScene(scene)
         if scene is not None:
-            self._observations = [scene.AddObserver(scene.NodeAddedEvent, self._onSceneChanged),
-                                  scene.AddObserver(scene.NodeRemovedEvent, self._onSceneChanged)]
-        self._relist()
+            # A weak reference, as a QObject's connections die with it: a combo box a test dropped
+            # must not be called by a scene it never detached from.
+            ref = weakref.ref(self)
 
-    def _onSceneChanged(self, caller, event):
+            def onSceneChanged(caller, event):
+                combo = ref()
+                if combo is not None and "_rows" in combo.__dict__:
+                    combo._relist()
+            self._observations = [scene.AddObserver(scene.NodeAddedEvent, onSceneChanged),
+                                  scene.AddObserver(scene.NodeRemovedEvent, onSceneChanged)]
         self._relist()
 
     def nodes(self):

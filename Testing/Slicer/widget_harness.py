@@ -90,9 +90,10 @@ def install(monkeypatch, make_session):
     app = qt_fakes.FakeApp(session.app_logic, layoutLogic)
     monkeypatch.setattr(slicer, "app", app, raising=False)
     # DoseRadiomics.py bound qt/ctk at import (None without Qt); the panel code reads the module globals.
-    module = sys.modules["DoseRadiomics"]
-    monkeypatch.setattr(module, "qt", qt)
-    monkeypatch.setattr(module, "ctk", ctk)
+    module = sys.modules.get("DoseRadiomics")
+    if module is not None:
+        monkeypatch.setattr(module, "qt", qt)
+        monkeypatch.setattr(module, "ctk", ctk)
     qt_fakes.SLOT_ERRORS.clear()
     qt_fakes.EVENT_QUEUE.clear()
     return types.SimpleNamespace(session=session, scene=session.scene, app=app, layoutLogic=layoutLogic,
