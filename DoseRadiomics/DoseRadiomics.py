@@ -308,9 +308,10 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         editor.removeViewObservations()
 
     def onSceneEndClose(self, caller, event) -> None:
-        # The close removed the editor node's references (and a non-singleton editor node itself).
-        self.selectSegmentEditorNode()
+        # The close reset the editor node (a non-singleton one it would have removed); when hidden,
+        # enter() selects it again, as SegmentEditor.py does.
         if self.parent.isEntered:
+            self.selectSegmentEditorNode()
             self.ui.segmentEditorWidget.updateWidgetFromMRML()
             self.initializeParameterNode()
 
@@ -318,8 +319,8 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         # A loaded .mrml may bring its own DoseRadiomics parameter node and editor node, and its
         # parameter values arrived before the nodes they reference: reconnect so that every widget
         # shows what the scene holds.
-        self.selectSegmentEditorNode()
         if self.parent.isEntered:
+            self.selectSegmentEditorNode()
             self.ui.segmentEditorWidget.updateWidgetFromMRML()
             self.setParameterNode(None)
             self.initializeParameterNode()
@@ -427,10 +428,13 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                 self._setEditorSourceVolume(p.ctVolume)
         finally:
             self._updatingGui = False
+        if p.gtvSegmentation is not None and not p.gtvSegmentId and selector.currentSegmentID():
+            # A segmentation chosen without a segment: the selector shows its first one; so does the node.
+            p.gtvSegmentId = selector.currentSegmentID()
 
     def _editorSourceVolume(self):
         editor = self.ui.segmentEditorWidget
-        # sourceVolumeNode() since Slicer 5.2, masterVolumeNode() before (deprecated, still at v5.12.3).
+        # sourceVolumeNode() at v5.8.0 and v5.12.3; masterVolumeNode() is its deprecated alias (older name).
         getter = editor.sourceVolumeNode if hasattr(editor, "sourceVolumeNode") else editor.masterVolumeNode
         return getter()
 

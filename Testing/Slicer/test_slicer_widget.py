@@ -17,11 +17,10 @@ import widget_harness
 from conftest import _make_slicer_session
 
 
-@pytest.fixture(params=["5.8", "5.12"])
-def env(request, monkeypatch, module):
-    monkeypatch.setattr(slicer_standins, "CONNECT_GUI_FLAVOUR", request.param)
+def _env(monkeypatch, flavour):
+    monkeypatch.setattr(slicer_standins, "CONNECT_GUI_FLAVOUR", flavour)
     env = widget_harness.install(monkeypatch, _make_slicer_session)
-    env.flavour = request.param
+    env.flavour = flavour
     yield env
     for process in list(qt_fakes.LIVE_PROCESSES):
         process.kill()
@@ -29,8 +28,18 @@ def env(request, monkeypatch, module):
     qt_fakes.LIVE_PROCESSES.clear()
 
 
+@pytest.fixture(params=["5.8", "5.12"])
+def env(request, monkeypatch, module):
+    yield from _env(monkeypatch, request.param)
+
+
 @pytest.fixture
-def harness(env):
+def env_newest(monkeypatch, module):
+    """For what does not depend on the connectGui flavour (run once)."""
+    yield from _env(monkeypatch, "5.12")
+
+
+def _harness(env):
     h = widget_harness.Harness(env.module, env.scene)
     yield h
     h.close()
@@ -38,9 +47,14 @@ def harness(env):
     assert env.app.overrideCursorDepth == 0, "a wait cursor was not restored"
 
 
-def test_smoke(harness):
-    harness.setup()
-    harness.enter()
+@pytest.fixture
+def harness(env):
+    yield from _harness(env)
+
+
+@pytest.fixture
+def harness_newest(env_newest):
+    yield from _harness(env_newest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,3 +506,43 @@ def test_reload_during_a_job_kills_it(env, harness, monkeypatch):
     harness.reload()
     assert process.waitForFinished(10000)
     assert process._popen.returncode < 0
+
+
+def test_choosing_a_segmentation_in_python_selects_its_first_segment_everywhere(harness):
+    harness.setup()
+    harness.enter()
+    segmentation, segmentId = _segmentation(harness.scene)
+    p = harness.widget._parameterNode
+    p.gtvSegmentation = segmentation
+    assert harness.ui.gtvSegmentSelector.currentSegmentID() == segmentId == p.gtvSegmentId
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole single-patient workflow through the panel's buttons (one flavour: it extracts features)
+
+def test_buttons_from_sample_case_to_prediction_show_tables_and_chart(env_newest, harness_newest):
+    import slicer
+    env, harness = env_newest, harness_newest
+    harness.setup()
+    harness.enter()
+    ui, scene = harness.ui, harness.scene
+    slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutConventionalView)
+    ui.loadSampleButton.click()
+    p = harness.widget._parameterNode
+    assert p.ctVolume is not None and p.doseVolume is not None and p.gtvSegmentId
+    assert ui.ctSelector.currentNode() is p.ctVolume and ui.doseSelector.currentNode() is p.doseVolume
+    assert ui.segmentEditorWidget.sourceVolumeNode() is p.ctVolume
+    for button in (ui.alignButton, ui.largestSliceButton, ui.makeRoisButton, ui.extractButton):
+        button.click()
+        assert not qt_fakes.SLOT_ERRORS, f"{button.objectName}: " + qt_fakes.SLOT_ERRORS[-1][1]
+    assert p.alignedDose is not None and p.roiSegmentation is not None and p.featureTable is not None
+    assert "features extracted" in ui.statusLabel.text
+    assert p.featureTable.GetID() in _shown_tables(scene)
+    ui.modelPathLineEdit.currentPath = str(harness.widget.logic.demoModelPath())
+    ui.clinicalLineEdit.text = env.module.ILLUSTRATIVE_CLINICAL_VALUES
+    ui.predictButton.click()
+    assert "risk group" in ui.predictionLabel.text, ui.predictionLabel.text
+    prediction = scene.GetFirstNodeByName("DoseRadiomics prediction")
+    assert prediction.GetID() in _shown_tables(scene)
+    assert any(scene.GetNodeByID(c).GetName().startswith("ROC") for c in _shown_charts(scene) if c)
+    assert slicer.app.layoutManager().layout == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView
