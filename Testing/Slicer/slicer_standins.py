@@ -1,6 +1,7 @@
 """Stand-ins for the parts of Slicer's Python that the ``slicer-core`` wheel does not ship.
 
-Only what is absent is provided, and only as far as DoseRadiomics.py uses it:
+Only what is absent is provided, and only as far as DoseRadiomics.py uses it (the widget's parts need
+the Qt fakes of qt_fakes.py):
 ``slicer.ScriptedLoadableModule`` (the four base classes), ``slicer.parameterNodeWrapper``
 (the decorator and the two validators the module uses), ``slicer.i18n`` (identity translation).
 MRML itself (scene, nodes, module logics) is never faked: the fixtures use the real one.
@@ -208,7 +209,8 @@ def _make_parameter_node_wrapper():
 # Which flavour of connectGui the stand-in wrapper has (set by the widget tests):
 # "5.8"  - Slicer v5.8.0/v5.8.1 wrapper.py: _connectGui drops the tag (returns None) and disconnectGui
 #          leaves the ModifiedEvent observer on the node;
-# "5.12" - v5.10.0 on (v5.12.3, main): connectGui returns the tag; disconnectGui removes the observer too.
+# "5.12" - v5.12.0 on (v5.12.3, main): connectGui returns the tag and disconnectGui removes the observer
+#          too. (v5.10.0 is in between: it returns the tag but leaves the observer, like 5.8.)
 CONNECT_GUI_FLAVOUR = "5.12"
 
 
