@@ -229,10 +229,11 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DoseRadiomicsLogic()
 
-        # hideChildNodeTypes survives the parameter-node connector, which overwrites nodeTypes with the
-        # parameter's type on every connect (guiConnectors.py qMRMLNodeComboBoxToNodeConnector, v5.8.0
-        # and v5.12.3 alike). noneEnabled: without it a node combo box selects the first volume added,
-        # so the dose selector took the CT whenever both were loaded together.
+        # The parameter-node connector overwrites nodeTypes with the parameter's type on every connect
+        # (guiConnectors.py qMRMLNodeComboBoxToNodeConnector, v5.8.0 and v5.12.3 alike) but leaves
+        # hideChildNodeTypes (and the .ui's showChildNodeTypes=false) alone: the picture and labelmaps
+        # stay out whatever the .ui says. noneEnabled: without it a node combo box selects the first
+        # volume added, so the dose selector took the CT whenever both were loaded together.
         for selector in (self.ui.ctSelector, self.ui.doseSelector, self.ui.alignedDoseSelector):
             selector.hideChildNodeTypes = list(self.NON_SCALAR_VOLUME_TYPES)
             selector.noneEnabled = True
