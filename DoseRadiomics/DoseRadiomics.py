@@ -193,7 +193,20 @@ class ExtractionCancelled(Exception):
 
 
 class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
-    """The panel: wires widgets to the Logic, nothing else."""
+    """The panel: wires widgets to the Logic, nothing else.
+
+    Written after Slicer's own scripted modules (the module template, SegmentEditor.py,
+    SegmentStatistics.py). Slicer APIs whose behaviour differs between releases are feature-checked
+    (hasattr / return values), never compared by version number; the tags named in the comments are
+    the releases whose source was read (v5.8.0 and v5.12.3/main).
+    """
+
+    # Our own singleton, not Slicer's "SegmentEditor" one, so that this panel's editor state (effect,
+    # source volume, masking) does not change the Segment Editor module's and vice versa.
+    SEGMENT_EDITOR_SINGLETON_TAG = "DoseRadiomicsSegmentEditor"
+    # Where a scalar CT or dose is wanted: the RGB dose-map picture (vtkMRMLVectorVolumeNode) and
+    # labelmaps are both vtkMRMLScalarVolumeNode subclasses and must never be offered or guessed.
+    NON_SCALAR_VOLUME_TYPES = ("vtkMRMLVectorVolumeNode", "vtkMRMLLabelMapVolumeNode")
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)  # noqa: F405
@@ -201,8 +214,10 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._updatingGui = False
         self._cancelRequested = False
         self._process = None
+        self._processCancelled = False
         self._queuedCommands = []
         self._features = None
 
@@ -214,11 +229,20 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DoseRadiomicsLogic()
 
-        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "DoseRadiomicsSegmentEditor")
-        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
+        # The parameter-node connector overwrites nodeTypes with the parameter's type on every connect
+        # (guiConnectors.py qMRMLNodeComboBoxToNodeConnector, v5.8.0 and v5.12.3 alike) but leaves
+        # hideChildNodeTypes (and the .ui's showChildNodeTypes=false) alone: the picture and labelmaps
+        # stay out whatever the .ui says. noneEnabled: without it a node combo box selects the first
+        # volume added, so the dose selector took the CT whenever both were loaded together.
+        for selector in (self.ui.ctSelector, self.ui.doseSelector, self.ui.alignedDoseSelector):
+            selector.hideChildNodeTypes = list(self.NON_SCALAR_VOLUME_TYPES)
+            selector.noneEnabled = True
+
+        self.selectSegmentEditorNode()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
 
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
@@ -245,42 +269,182 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.updateDosePictureWidgets()
 
     def cleanup(self) -> None:
+        """Called before the module is unloaded (Reload): leave no observer, connection or process behind."""
+        self.setParameterNode(None)
         self.removeObservers()
+        self._exitSegmentEditor()
         if self._process is not None:
+            self._queuedCommands = []
+            self._processCancelled = True
             self._process.kill()
 
     def enter(self) -> None:
+        self.selectSegmentEditorNode()
+        editor = self.ui.segmentEditorWidget
+        editor.updateWidgetFromMRML()
+        if hasattr(editor, "installKeyboardShortcuts"):
+            editor.installKeyboardShortcuts()
         self.initializeParameterNode()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+        self._exitSegmentEditor()
+        # Not reacting to the parameter node while hidden; enter() reconnects and refreshes.
+        self._disconnectParameterGui()
+        self.removeParameterNodeObserver()
+
+    def _exitSegmentEditor(self) -> None:
+        # As Slicer's SegmentEditor.py exit(): an effect left active keeps intercepting clicks in the views.
+        editor = self.ui.segmentEditorWidget
+        editor.setActiveEffect(None)
+        if hasattr(editor, "uninstallKeyboardShortcuts"):
+            editor.uninstallKeyboardShortcuts()
+        editor.removeViewObservations()
+
+    # Scene events (Close Scene, loading a scene: StartClose/EndClose; adding a scene: EndImport)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        editor = self.ui.segmentEditorWidget
+        editor.setSegmentationNode(None)
+        editor.removeViewObservations()
 
     def onSceneEndClose(self, caller, event) -> None:
+        # The close reset the editor node (a non-singleton one it would have removed); when hidden,
+        # enter() selects it again, as SegmentEditor.py does.
         if self.parent.isEntered:
+            self.selectSegmentEditorNode()
+            self.ui.segmentEditorWidget.updateWidgetFromMRML()
             self.initializeParameterNode()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        # A loaded .mrml may bring its own DoseRadiomics parameter node and editor node, and its
+        # parameter values arrived before the nodes they reference: reconnect so that every widget
+        # shows what the scene holds.
+        if self.parent.isEntered:
+            self.selectSegmentEditorNode()
+            self.ui.segmentEditorWidget.updateWidgetFromMRML()
+            self.setParameterNode(None)
+            self.initializeParameterNode()
+
+    def selectSegmentEditorNode(self):
+        """The singleton segment editor node (created if absent), set on the embedded editor."""
+        scene = slicer.mrmlScene
+        tag = self.SEGMENT_EDITOR_SINGLETON_TAG
+        node = scene.GetSingletonNode(tag, "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)  # CreateNodeByClass hands over a reference (as SegmentEditor.py does)
+            node.SetSingletonTag(tag)
+            node = scene.AddNode(node)
+        editor = self.ui.segmentEditorWidget
+        if editor.mrmlSegmentEditorNode() is not node:
+            editor.setMRMLSegmentEditorNode(node)
+        return node
+
+    # Parameter node
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.ctVolume or not self._parameterNode.doseVolume:
+        p = self._parameterNode
+        if not p.ctVolume or not p.doseVolume:
             ct, dose = self.logic.guessCtAndDose()
-            if not self._parameterNode.ctVolume and ct:
-                self._parameterNode.ctVolume = ct
-            if not self._parameterNode.doseVolume and dose:
-                self._parameterNode.doseVolume = dose
+            # The guess is the Logic's; the panel still never puts a picture, a labelmap or the CT
+            # itself into a slot that needs a scalar CT or dose.
+            ct = ct if self.isScalarVolume(ct) else None
+            dose = dose if self.isScalarVolume(dose) else None
+            if not p.ctVolume and ct and ct is not p.doseVolume:
+                p.ctVolume = ct
+            if not p.doseVolume and dose and dose is not p.ctVolume:
+                p.doseVolume = dose
+        self.updateGuiFromParameterNode()
+
+    @classmethod
+    def isScalarVolume(cls, node) -> bool:
+        return (node is not None and node.IsA("vtkMRMLScalarVolumeNode")
+                and not any(node.IsA(t) for t in cls.NON_SCALAR_VOLUME_TYPES))
 
     def setParameterNode(self, inputParameterNode) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        """Connect the panel to a parameter node (or to none during a scene close)."""
+        if (inputParameterNode is not None and self._parameterNode is not None
+                and inputParameterNode.parameterNode is self._parameterNode.parameterNode
+                and self._parameterNodeGuiTag is not None):
+            return  # already connected to this node (enter after setup, EndImport after EndClose)
+        self._disconnectParameterGui()
+        self.removeParameterNodeObserver()
         self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.ui.segmentEditorWidget.setSegmentationNode(self._parameterNode.gtvSegmentation)
-            self.ui.segmentEditorWidget.setSourceVolumeNode(self._parameterNode.ctVolume)
+        if self._parameterNode is None:
+            return
+        self._parameterNodeGuiTag = self._connectParameterGui()
+        self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def _connectParameterGui(self):
+        """Connect every widget with a SlicerParameterName; returns the tag that disconnects them.
+
+        connectGui returns the tag only from Slicer 5.10 on: at v5.8.0 wrapper.py's _connectGui drops the
+        return value of _connectParametersToGui, so disconnectGui(None) did nothing, the old connectors
+        stayed, and when the next connectGui refilled the combo boxes they wrote each Choice parameter's
+        first item. connectParametersToGui returns the tag at v5.8.0, v5.12.3 and main, so the mapping is
+        built here, as connectGui builds it from a ``ui`` object (gui.__dict__, SlicerParameterName).
+        """
+        p = self._parameterNode
+        if hasattr(p, "connectParametersToGui"):
+            mapping = {}
+            for widget in vars(self.ui).values():
+                name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
+                if name:
+                    mapping[name] = widget
+            return p.connectParametersToGui(mapping)
+        return p.connectGui(self.ui)
+
+    def _disconnectParameterGui(self) -> None:
+        if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+        self._parameterNodeGuiTag = None
+
+    def removeParameterNodeObserver(self) -> None:
+        if self._parameterNode is not None and self.hasObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        self.updateGuiFromParameterNode()
+
+    def updateGuiFromParameterNode(self) -> None:
+        """What the wrapper's connectors do not cover: the GTV selector and the embedded editor."""
+        p = self._parameterNode
+        if p is None or self._updatingGui:
+            return
+        self._updatingGui = True
+        try:
+            selector = self.ui.gtvSegmentSelector
+            if selector.currentNode() is not p.gtvSegmentation:
+                selector.setCurrentNode(p.gtvSegmentation)
+            if p.gtvSegmentation is not None and p.gtvSegmentId and selector.currentSegmentID() != p.gtvSegmentId:
+                selector.setCurrentSegmentID(p.gtvSegmentId)
+            editor = self.ui.segmentEditorWidget
+            if editor.segmentationNode() is not p.gtvSegmentation:
+                editor.setSegmentationNode(p.gtvSegmentation)
+            # The editor paints on the CT: the source volume follows the CT selector.
+            if self._editorSourceVolume() is not p.ctVolume:
+                self._setEditorSourceVolume(p.ctVolume)
+        finally:
+            self._updatingGui = False
+        if p.gtvSegmentation is not None and not p.gtvSegmentId and selector.currentSegmentID():
+            # A segmentation chosen without a segment: the selector shows its first one; so does the node.
+            p.gtvSegmentId = selector.currentSegmentID()
+
+    def _editorSourceVolume(self):
+        editor = self.ui.segmentEditorWidget
+        # sourceVolumeNode() at v5.8.0 and v5.12.3; masterVolumeNode() is its deprecated alias (older name).
+        getter = editor.sourceVolumeNode if hasattr(editor, "sourceVolumeNode") else editor.masterVolumeNode
+        return getter()
+
+    def _setEditorSourceVolume(self, node) -> None:
+        editor = self.ui.segmentEditorWidget
+        # setSourceVolumeNode at v5.8.0 and v5.12.3; setMasterVolumeNode is the deprecated alias
+        # (qMRMLSegmentEditorWidget.h prints a warning) and the only name in older releases.
+        setter = editor.setSourceVolumeNode if hasattr(editor, "setSourceVolumeNode") else editor.setMasterVolumeNode
+        setter(node)
 
     def _status(self, text: str) -> None:
         self.ui.statusLabel.text = text
@@ -320,20 +484,24 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
     def onLoadSample(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Loading the sample case failed."), waitCursor=True):
             case = self.logic.loadSampleCase()
-            self._parameterNode.ctVolume = case["ct"]
-            self._parameterNode.doseVolume = case["dose"]
-            self._parameterNode.gtvSegmentation = case["gtvSegmentation"]
-            self._parameterNode.gtvSegmentId = case["gtvSegmentId"]
-            self.ui.gtvSegmentSelector.setCurrentNode(case["gtvSegmentation"])
-            self.ui.gtvSegmentSelector.setCurrentSegmentID(case["gtvSegmentId"])
+            p = self._parameterNode
+            with slicer.util.NodeModify(p.parameterNode):
+                p.ctVolume = case["ct"]
+                p.doseVolume = case["dose"]
+                p.gtvSegmentation = case["gtvSegmentation"]
+                p.gtvSegmentId = case["gtvSegmentId"]
+            self.updateGuiFromParameterNode()
             self._status(_("Sample case loaded: CT, dose (Gy) and GTV."))
 
     def onGtvSegmentationChanged(self, node) -> None:
+        # Also called while a scene closes (the selector's node is removed) when there is no parameter node.
+        if self._parameterNode is None or self._updatingGui:
+            return
         self._parameterNode.gtvSegmentation = node
-        self.ui.segmentEditorWidget.setSegmentationNode(node)
-        self.ui.segmentEditorWidget.setSourceVolumeNode(self._parameterNode.ctVolume)
 
     def onGtvSegmentChanged(self, segmentId) -> None:
+        if self._parameterNode is None or self._updatingGui:
+            return
         self._parameterNode.gtvSegmentId = segmentId or ""
 
     def onAlign(self) -> None:
@@ -475,8 +643,10 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                                      settingsHash=p.featureTable.GetAttribute("DoseRadiomics.SettingsHash")
                                      if p.featureTable else None)
             self.logic.showTable(out["tableNode"])
-            for chart in out["chartNodes"].values():
-                self.logic.showChart(chart)
+            # One plot view: the first chart (ROC) is shown, the others are a click away in its chart selector.
+            charts = list(out["chartNodes"].values())
+            if charts:
+                self.logic.showChart(charts[0])
             result = out["result"]
             text = ", ".join(f"{k} {v:.3f}" for k, v in result["probabilities"].items())
             if result["risk_group"]:
@@ -490,13 +660,18 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
 
     def onCohortRun(self) -> None:
         p = self._parameterNode
+        if self._process is not None:
+            self._status(_("A cohort job is already running."))
+            return
         with slicer.util.tryWithErrorDisplay(_("Could not start the cohort job."), waitCursor=False):
             out = str(p.cohortOutputDir)
             options = self.logic.extractionOptions(isodoseGy=self.logic.parseIsodose(p.isodoseGy),
                                                    isodoseTouchingGtv=p.isodoseTouchingGtv, config=p.config)
             self._queuedCommands = self.logic.cohortCommands(str(p.manifestPath), out, options)
+            self._processCancelled = False
             self.ui.cohortLog.clear()
             self.ui.cohortProgressBar.value = 0
+            self.ui.openReportButton.enabled = False
             self._startNextCommand()
 
     def _startNextCommand(self) -> None:
@@ -508,36 +683,72 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             return
         command = self._queuedCommands.pop(0)
         self.ui.cohortLog.appendPlainText("$ " + " ".join(shlex.quote(c) for c in command))
-        process = qt.QProcess()
+        # Owned by the panel: a parentless QProcess is destroyed with its last Python reference,
+        # which the old code dropped inside the process's own finished() slot.
+        process = qt.QProcess(self.parent)
         env = qt.QProcessEnvironment.systemEnvironment()
         for key, value in self.logic.processEnvironment().items():
             env.insert(key, value)
         process.setProcessEnvironment(env)
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
-        process.connect("readyReadStandardOutput()", self._onProcessOutput)
-        process.connect("finished(int,QProcess::ExitStatus)", self._onProcessFinished)
+        process.connect("readyReadStandardOutput()", lambda: self._onProcessOutput(process))
+        process.connect("finished(int,QProcess::ExitStatus)",
+                        lambda code, status: self._onProcessFinished(process, command, code, status))
+        # A program that cannot start emits errorOccurred(FailedToStart) and never finished() (Qt docs).
+        process.connect("errorOccurred(QProcess::ProcessError)",
+                        lambda error: self._onProcessError(process, command, error))
         self._process = process
         process.start(command[0], command[1:])
 
-    def _onProcessOutput(self) -> None:
-        text = bytes(self._process.readAllStandardOutput().data()).decode("utf-8", "replace")
+    def _onProcessOutput(self, process) -> None:
+        text = bytes(process.readAllStandardOutput().data()).decode("utf-8", "replace")
         for line in text.splitlines():
             self.ui.cohortLog.appendPlainText(line)
             fraction = self.logic.progressFromLine(line)
             if fraction is not None:
                 self.ui.cohortProgressBar.value = int(100 * fraction)
 
-    def _onProcessFinished(self, exitCode, exitStatus) -> None:
-        if exitCode != 0:
+    def _jobFailed(self, process, message: str) -> None:
+        self._queuedCommands = []
+        if process is self._process:
+            self._process = None
+        process.deleteLater()  # not now: we may be inside one of its signals
+        self.ui.cohortLog.appendPlainText(message)
+        self._status(message)
+        slicer.util.errorDisplay(message + "\n" + _("See the log in the Cohort section."))
+
+    def _onProcessFinished(self, process, command, exitCode, exitStatus) -> None:
+        if process is not self._process:
+            return
+        self._onProcessOutput(process)  # what is left in the buffer
+        program = Path(command[0]).name + " " + " ".join(command[1:3])
+        if self._processCancelled:
             self._queuedCommands = []
             self._process = None
-            slicer.util.errorDisplay(_("The cohort job stopped (exit code {code}); see the log.").format(code=exitCode))
+            process.deleteLater()
+            self._status(_("Cohort job cancelled."))
             return
+        if exitStatus == qt.QProcess.CrashExit:
+            # A killed or crashed process: its exit code means nothing (QProcess::exitCode docs).
+            self._jobFailed(process, _("The cohort job failed: '{program}' crashed or was killed.").format(program=program))
+            return
+        if exitCode != 0:
+            self._jobFailed(process, _("The cohort job failed: '{program}' stopped with exit code {code}.").format(
+                program=program, code=exitCode))
+            return
+        process.deleteLater()
         self._startNextCommand()
+
+    def _onProcessError(self, process, command, error) -> None:
+        # Only a start failure is handled here; crashes and timeouts also end in finished().
+        if error == qt.QProcess.FailedToStart and process is self._process:
+            self._jobFailed(process, _("The cohort job failed: '{program}' could not be started ({why}).").format(
+                program=command[0], why=process.errorString()))
 
     def onCohortCancel(self) -> None:
         self._queuedCommands = []
         if self._process is not None:
+            self._processCancelled = True
             self._process.kill()
             self._status(_("Cohort job cancelled."))
 
@@ -727,6 +938,10 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         ``lastAlignmentReport``.
         """
         from DoseRadiomicsLib import alignment, mrml_bridge
+        if ctNode is not None and doseNode is not None and ctNode.GetID() == doseNode.GetID():
+            from DoseRadiomicsLib.errors import InputError
+            raise InputError(f"the dose and the CT are the same volume ('{ctNode.GetName()}')",
+                             hint="select the RT dose (in Gy) as the dose and the planning CT as the CT")
         ct = self._loaded(ctNode, "CT")
         dose = self._loaded(doseNode, "dose")
         gtv = None
@@ -1247,15 +1462,26 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
     @staticmethod
     def showTable(tableNode) -> None:
-        """Show a table in the layout's table view (no-op headless)."""
+        """Switch to a layout with a table view and show the table there (no-op headless).
+
+        As SegmentStatistics.py does (v5.8.0, v5.12.3): PropagateTableSelection alone fills only the
+        table views the layout already has, and Slicer's default layout has none.
+        """
         app = getattr(slicer, "app", None)
         if app is None or tableNode is None:
             return
+        layoutManager = app.layoutManager()
+        if layoutManager is not None:
+            layoutWithTable = slicer.modules.tables.logic().GetLayoutWithTable(layoutManager.layout)
+            if layoutWithTable != layoutManager.layout:
+                layoutManager.setLayout(layoutWithTable)
         app.applicationLogic().GetSelectionNode().SetActiveTableID(tableNode.GetID())
         app.applicationLogic().PropagateTableSelection()
 
     @staticmethod
     def showChart(chartNode) -> None:
+        """Show a chart in a plot view: ShowChartInLayout switches to a layout with one (keeping a table
+        view if the layout had one: GetLayoutWithPlot, v5.8.0 and v5.12.3) and selects the chart."""
         app = getattr(slicer, "app", None)
         if app is None or chartNode is None:
             return
