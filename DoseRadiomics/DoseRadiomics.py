@@ -45,8 +45,13 @@ REQUIRED_IMPORTS = {
     "pywt": "PyWavelets",
     "trimesh": "trimesh",
 }
-# SlicerRT marks the dose volumes its DICOM-RT importer creates with this attribute.
+# What SlicerRT's DICOM-RT importer records (SlicerRtCommon/vtkSlicerRtCommon.cxx; set in
+# DicomRtImportExport/Logic/vtkSlicerDicomRtImportExportModuleLogic.cxx): "1" on each dose volume node;
+# the RTDOSE's DoseUnits (GY, CGY) on the subject-hierarchy study item; on the RTSTRUCT
+# segmentation's item, the series UID of the images its contours were drawn on.
 SLICERRT_DOSE_ATTRIBUTE = "DicomRtImport.DoseVolume"
+SLICERRT_DOSE_UNIT_NAME_ATTRIBUTE = "DicomRtImport.DoseUnitName"
+SLICERRT_ROI_REFERENCED_SERIES_ATTRIBUTE = "DicomRtImport.RoiReferencedSeriesUid"
 SAMPLE_CASE_NAME = "DoseRadiomics head-and-neck (OpenKBP pt_10)"
 # The sample patient (OpenKBP pt_10) has no clinical data. The self-test predicts with these
 # illustrative values, in the demo cohort's manifest spelling: they are not pt_10's.
@@ -670,37 +675,260 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                 slicer.mrmlScene.RemoveNode(node)
         return {"ct": ct, "dose": dose, "gtvSegmentation": segmentation, "gtvSegmentId": segmentId}
 
+    # ---------------------------------------------------------------------------------------
+    # Which nodes are the inputs: volumes and segmentations loaded by the DICOM module (Slicer's
+    # DICOMScalarVolumePlugin for the CT, SlicerRT for RTDOSE and RTSTRUCT) are placed in the
+    # subject hierarchy with their DICOM identifiers; other nodes (files, the sample case) are not.
+
+    @staticmethod
+    def _isDoseMapPicture(node) -> bool:
+        return node.IsA("vtkMRMLVectorVolumeNode") or node.GetAttribute(
+            DoseRadiomicsLogic.ATTR_DOSE_MAP_PICTURE) is not None
+
     @staticmethod
     def isDoseVolume(node) -> bool:
-        return bool(node) and (node.GetAttribute(SLICERRT_DOSE_ATTRIBUTE) == "1"
-                               or node.GetAttribute("DoseRadiomics.DoseUnit") is not None)
-
-    def guessCtAndDose(self):
-        """(CT, dose): dose = the first volume marked as dose (SlicerRT), CT = the first other scalar volume."""
-        ct = dose = None
-        scene = slicer.mrmlScene
-        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
-            node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute("DoseRadiomics.AlignedDose"):
-                continue
-            if self.isDoseVolume(node):
-                dose = dose or node
-            else:
-                ct = ct or node
-        return ct, dose
+        """A dose: marked by SlicerRT's importer, or by this module (sample case, aligned dose).
+        Never a picture of a dose (an RGB vector volume), however it is marked."""
+        if not node or node.IsA("vtkMRMLVectorVolumeNode"):
+            return False
+        return (node.GetAttribute(SLICERRT_DOSE_ATTRIBUTE) == "1"
+                or node.GetAttribute("DoseRadiomics.DoseUnit") is not None)
 
     @staticmethod
-    def frameOfReferenceUid(volumeNode):
-        """FrameOfReferenceUID of a DICOM-loaded volume (needs Slicer's DICOM database), else None."""
-        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    def _subjectHierarchy():
+        return slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+
+    def _seriesItem(self, node) -> int:
+        """The node's subject-hierarchy item, 0 if it has none."""
+        sh = self._subjectHierarchy()
+        return sh.GetItemByDataNode(node) if (sh is not None and node is not None) else 0
+
+    def _itemAttribute(self, item, name: str):
+        if not item:
+            return None
+        return self._subjectHierarchy().GetItemAttribute(item, name) or None
+
+    def _itemUid(self, item, uidName: str):
+        if not item:
+            return None
+        return self._subjectHierarchy().GetItemUID(item, uidName) or None
+
+    def studyItem(self, node) -> int:
+        """The DICOM study item above the node's item (where SlicerRT records the dose unit), else 0."""
+        sh = self._subjectHierarchy()
+        item = self._seriesItem(node)
+        study = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy()
+        while item and item != sh.GetSceneItemID():
+            if sh.GetItemLevel(item) == study:
+                return item
+            item = sh.GetItemParent(item)
+        return 0
+
+    def modality(self, node):
+        """DICOM.Modality of the node's series item (CT, RTDOSE, RTSTRUCT...), None if not from DICOM."""
+        return self._itemAttribute(self._seriesItem(node),
+                                   slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMSeriesModalityAttributeName())
+
+    def seriesInstanceUid(self, node):
+        return self._itemUid(self._seriesItem(node), slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName())
+
+    def _referencedSeriesNode(self, segmentationNode):
+        """The image series an RTSTRUCT segmentation was drawn on (SlicerRT records its series UID)."""
+        uid = self._itemAttribute(self._seriesItem(segmentationNode), SLICERRT_ROI_REFERENCED_SERIES_ATTRIBUTE)
+        if not uid:
+            return uid, None
+        sh = self._subjectHierarchy()
+        item = sh.GetItemByUID(slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName(), uid)
+        return uid, (sh.GetItemDataNode(item) if item else None)
+
+    def frameOfReferenceUid(self, node):
+        """FrameOfReferenceUID of a DICOM-loaded node, else None.
+
+        In order: the series item's ``DICOM.FrameOfReferenceUID`` (Slicer's DICOMPlugin records it for
+        image series such as the CT; SlicerRT does not for RTDOSE or RTSTRUCT); for an RTSTRUCT
+        segmentation, that of the series it references; the first instance's tag (0020,0052) in
+        Slicer's DICOM database (needs the application's database).
+        """
+        if node is None:
+            return None
+        item = self._seriesItem(node)
+        uid = self._itemAttribute(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMFrameOfReferenceUIDAttributeName())
+        if uid:
+            return uid
+        if node.IsA("vtkMRMLSegmentationNode"):
+            _, referenced = self._referencedSeriesNode(node)
+            if referenced is not None and referenced is not node:
+                uid = self.frameOfReferenceUid(referenced)
+                if uid:
+                    return uid
+        instances = (node.GetAttribute("DICOM.instanceUIDs")
+                     or self._itemUid(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMInstanceUIDName()) or "")
         database = getattr(slicer, "dicomDatabase", None)
-        if not uids or database is None:
+        if not instances.split() or database is None:
             return None
         try:
-            value = database.fileValue(database.fileForInstance(uids[0]), "0020,0052")
+            value = database.fileValue(database.fileForInstance(instances.split()[0]), "0020,0052")
         except Exception:  # noqa: BLE001 - a missing tag or file only means "unknown"
             return None
         return value or None
+
+    def doseUnit(self, doseNode):
+        """The unit the dose node's voxels are in, as the library spells it ('Gy', 'cGy'), or None.
+
+        SlicerRT applies DoseGridScaling and records the RTDOSE's DoseUnits on the study item
+        (``DicomRtImport.DoseUnitName``: GY or CGY); this module marks its own doses
+        (``DoseRadiomics.DoseUnit``). None: nothing recorded (a dose read from a file: Gy). A unit that
+        is not absolute dose (e.g. RELATIVE) raises InputError naming the node.
+        """
+        from DoseRadiomicsLib import dicomrt
+        if doseNode is None:
+            return None
+        recorded = doseNode.GetAttribute("DoseRadiomics.DoseUnit") or self._itemAttribute(
+            self.studyItem(doseNode), SLICERRT_DOSE_UNIT_NAME_ATTRIBUTE)
+        if not recorded:
+            return None
+        return dicomrt.normalise_unit(recorded, path=f"Slicer node '{doseNode.GetName()}'")
+
+    def _candidateVolumes(self):
+        scene = slicer.mrmlScene
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+            node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+            # Vector volumes (the RGB dose-map picture) and labelmaps are scalar volumes by class.
+            if (node.IsA("vtkMRMLLabelMapVolumeNode") or self._isDoseMapPicture(node)
+                    or node.GetAttribute("DoseRadiomics.AlignedDose")):
+                continue
+            yield node
+
+    def _sameFrame(self, a, b) -> int:
+        """How surely two nodes belong together: 3 same frame of reference, 2 same DICOM study (a
+        frame unknown), 1 neither from DICOM, 0 different frames or studies (never paired)."""
+        fa, fb = self.frameOfReferenceUid(a), self.frameOfReferenceUid(b)
+        if fa and fb:
+            return 3 if fa == fb else 0
+        sa, sb = self.studyItem(a), self.studyItem(b)
+        if sa and sb:
+            return 2 if sa == sb else 0
+        if not (sa or sb or fa or fb):
+            return 1
+        return 0
+
+    def pickGtvSegment(self, segmentationNode, gtvName=None):
+        """``(segmentId or None, note or None)``: the GTV by the command line's name rule
+        (``dicomrt.structures_named``) applied to ``gtvName``, or to "GTV" when no name is given; a
+        segmentation with one segment gives that one."""
+        from DoseRadiomicsLib import dicomrt
+        segmentation = segmentationNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        names = [segmentation.GetSegment(i).GetName() for i in ids]
+        listed = ", ".join(repr(n) for n in names) or "none"
+        wanted = gtvName if gtvName not in (None, "") else "GTV"
+        found = dicomrt.structures_named(names, wanted)
+        if len(found) == 1:
+            return ids[found[0]], None
+        if len(found) > 1:
+            return None, _("{n} segments of '{node}' are named '{name}': pick the GTV by hand").format(
+                n=len(found), node=segmentationNode.GetName(), name=wanted)
+        if gtvName in (None, "") and len(ids) == 1:
+            return ids[0], None
+        return None, _("no segment of '{node}' is named '{name}' (segments: {names}): pick the GTV segment").format(
+            node=segmentationNode.GetName(), name=wanted, names=listed)
+
+    def guessInputs(self, gtvName=None) -> dict:
+        """The CT, dose, GTV segmentation and segment to offer, from what is in the scene.
+
+        Returns ``dict(ct=, dose=, segmentation=, segmentId=, frameOfReferenceUid=, doseUnit=,
+        notes=[...])`` (None where nothing fits; ``notes`` say why, for the panel). The dose is only
+        ever a dose volume (SlicerRT's ``DicomRtImport.DoseVolume`` or this module's mark); the CT never
+        a dose, a labelmap or a picture (RGB), and, when it comes from DICOM, a CT series. CT, dose and
+        RTSTRUCT are taken from one frame of reference (the FrameOfReferenceUID where the hierarchy or
+        the DICOM database gives it, else the DICOM study): another patient's or study's nodes in the
+        scene are not mixed in. The GTV segment is picked by the command line's name rule
+        (:meth:`pickGtvSegment`). ``doseUnit`` is what SlicerRT recorded ('Gy' or 'cGy'; the dose is
+        converted to Gy when aligned).
+        """
+        notes = []
+        volumes = list(self._candidateVolumes())
+        doses = [v for v in volumes if self.isDoseVolume(v)]
+        cts = []
+        for v in volumes:
+            if self.isDoseVolume(v):
+                continue
+            modality = self.modality(v)
+            if modality not in (None, "CT"):
+                notes.append(_("'{name}' is a {modality} series, not a CT: not offered as the CT").format(
+                    name=v.GetName(), modality=modality))
+                continue
+            cts.append(v)
+        # CTs from DICOM first (they carry the frame of reference), in scene order.
+        cts.sort(key=lambda v: self.modality(v) != "CT")
+        ct = dose = None
+        best = 0
+        for d in doses:
+            for c in cts:
+                score = self._sameFrame(c, d)
+                if score > best:
+                    ct, dose, best = c, d, score
+        if dose is None:
+            if doses and cts:
+                notes.append(_("no CT in the scene shares a frame of reference or study with the dose "
+                               "'{dose}': select CT and dose by hand (a transform or registration aligns them)").format(
+                                   dose=doses[0].GetName()))
+            elif not doses:
+                notes.append(_("no dose volume in the scene: load the RTDOSE with the DICOM module (SlicerRT "
+                               "marks it as dose) or import a dose-map picture"))
+            ct = cts[0] if cts else None
+        if ct is None:
+            notes.append(_("no CT volume in the scene"))
+        reference = ct or dose
+        frame = self.frameOfReferenceUid(reference) if reference is not None else None
+
+        segmentationNode = segmentId = None
+        if reference is not None:
+            best = 0
+            scene = slicer.mrmlScene
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+                seg = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+                if seg.GetAttribute(self.ATTR_INDEX) is not None:  # this module's dose ROIs, not a GTV
+                    continue
+                referencedUid, _node = self._referencedSeriesNode(seg)
+                geometry = seg.GetNodeReferenceID(seg.GetReferenceImageGeometryReferenceRole())
+                if ct is not None and ((referencedUid and referencedUid == self.seriesInstanceUid(ct))
+                                       or geometry == ct.GetID()):
+                    score = 4  # an RTSTRUCT drawn on this CT series, or a segmentation made on this CT
+                elif not (self.studyItem(seg) or self.frameOfReferenceUid(seg)):
+                    score = 1  # drawn in Slicer, not from DICOM: offered only when nothing fits better
+                else:
+                    score = self._sameFrame(reference, seg)
+                if score > best:
+                    segmentationNode, best = seg, score
+            if segmentationNode is not None:
+                segmentId, note = self.pickGtvSegment(segmentationNode, gtvName)
+                if note:
+                    notes.append(note)
+            else:
+                notes.append(_("no segmentation (RTSTRUCT) of this CT's frame of reference: draw the GTV "
+                               "or load the structure set"))
+
+        unit = None
+        if dose is not None:
+            try:
+                unit = self.doseUnit(dose)
+            except Exception as exc:  # noqa: BLE001 - InputError: a unit that is not absolute dose
+                unit = self._itemAttribute(self.studyItem(dose), SLICERRT_DOSE_UNIT_NAME_ATTRIBUTE)
+                notes.append(str(exc))
+            else:
+                if unit == "cGy":
+                    notes.append(_("the dose '{name}' is in cGy (SlicerRT's record): it is converted to Gy "
+                                   "when aligned").format(name=dose.GetName()))
+                elif unit is None:
+                    notes.append(_("no dose unit recorded for '{name}': it is taken as Gy").format(name=dose.GetName()))
+        return {"ct": ct, "dose": dose, "segmentation": segmentationNode, "segmentId": segmentId,
+                "frameOfReferenceUid": frame, "doseUnit": unit, "notes": notes}
+
+    def guessCtAndDose(self):
+        """(CT, dose) of :meth:`guessInputs`: the dose is a dose volume, the CT never one."""
+        guess = self.guessInputs()
+        return guess["ct"], guess["dose"]
 
     def _loaded(self, volumeNode, role: str):
         from DoseRadiomicsLib import mrml_bridge
@@ -729,11 +957,20 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         from DoseRadiomicsLib import alignment, mrml_bridge
         ct = self._loaded(ctNode, "CT")
         dose = self._loaded(doseNode, "dose")
+        unit = self.doseUnit(doseNode)  # what SlicerRT recorded; InputError for e.g. RELATIVE
+        if unit not in (None, "Gy"):
+            import dataclasses
+            import SimpleITK as sitk
+            from DoseRadiomicsLib.dicomrt import UNIT_TO_GY
+            factor = UNIT_TO_GY[unit.upper()]
+            dose = dataclasses.replace(dose, image=sitk.Cast(dose.image, sitk.sitkFloat32) * factor,
+                                       details=dict(dose.details, converted_from=unit))
         gtv = None
         if gtvSegmentationNode is not None and gtvSegment:
             gtv = mrml_bridge.mask_from_segment(gtvSegmentationNode, gtvSegment, ctNode)
         aligned, report = alignment.align_dose_to_ct(ct, dose, gtv=gtv, transform=transformPath,
                                                      register=register)
+        report["dose_unit"] = {"recorded": unit, "converted_to_gy": unit not in (None, "Gy")}
         name = f"{doseNode.GetName()} on CT"
         outputNode = mrml_bridge.volume_node_from_image(aligned, name, node=outputNode)
         outputNode.SetAttribute("DoseRadiomics.AlignedDose", "1")
@@ -746,6 +983,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def describeAlignment(self) -> str:
         r = self.lastAlignmentReport or {}
         text = _("Dose aligned ({method}).").format(method=r.get("method", "?"))
+        if (r.get("dose_unit") or {}).get("converted_to_gy"):
+            text += " " + _("Converted from {unit} to Gy.").format(unit=r["dose_unit"]["recorded"])
         coverage = r.get("gtv_dose_coverage")
         if coverage is not None:
             text += " " + _("GTV inside the dose grid: {p:.1f}%").format(p=100 * coverage)
