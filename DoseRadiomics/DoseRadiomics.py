@@ -44,7 +44,11 @@ REQUIRED_IMPORTS = {
     "lifelines": "lifelines",
     "pywt": "PyWavelets",
     "trimesh": "trimesh",
+    "skimage": "scikit-image",  # pyradiomics' LBP2D filter, used by the "2d" configuration
 }
+# Installed distribution versions when this module first looked (before any install from its panel):
+# the versions of what is loaded in this process. See DoseRadiomicsLogic.restartNeeded.
+_VERSIONS_AT_START = None
 # What SlicerRT's DICOM-RT importer records (SlicerRtCommon/vtkSlicerRtCommon.cxx; set in
 # DicomRtImportExport/Logic/vtkSlicerDicomRtImportExportModuleLogic.cxx): "1" on each dose volume node;
 # the RTDOSE's DoseUnits (GY, CGY) on the subject-hierarchy study item; on the RTSTRUCT
@@ -124,7 +128,10 @@ def registerSampleData():
     """Add the bundled case (CT, dose in Gy, PTV70 as GTV) to the Sample Data module."""
     import SampleData
 
-    SampleData.SampleDataLogic.registerCustomSampleDataCategory("DoseRadiomics", title=_("DoseRadiomics"))
+    # Category titles exist from Slicer 5.12 on; before, the section is titled by the category name
+    # (here the same text), so older releases only skip this step.
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory("DoseRadiomics", title=_("DoseRadiomics"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="DoseRadiomics",
         sampleName=SAMPLE_CASE_NAME,
@@ -582,6 +589,9 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
         self.lastAlignmentReport = None
+        global _VERSIONS_AT_START
+        if _VERSIONS_AT_START is None:
+            _VERSIONS_AT_START = self.installedVersions()
 
     def getParameterNode(self):
         return DoseRadiomicsParameterNode(super().getParameterNode())
@@ -619,12 +629,57 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return None
 
     @staticmethod
-    def restartNeeded(requirements) -> bool:
-        """True when a package just installed was already imported in this session (old code loaded)."""
-        names = {r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].split("[")[0].strip().lower()
-                 for r in requirements}
-        imports = {package.lower(): module for module, package in REQUIRED_IMPORTS.items()}
-        return any(imports.get(n, n) in sys.modules for n in names)
+    def installedVersions() -> dict:
+        """``{distribution name (lower case): version}`` of everything installed, read from disk now."""
+        import importlib
+        import importlib.metadata
+        importlib.invalidate_caches()  # pip may just have changed site-packages
+        versions = {}
+        for dist in importlib.metadata.distributions():
+            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+            if name:
+                versions.setdefault(name, dist.version)
+        return versions
+
+    @staticmethod
+    def _topLevelModules(distributionName: str) -> set:
+        """The importable top-level names a distribution provides (top_level.txt, else its RECORD)."""
+        import importlib.metadata
+        try:
+            dist = importlib.metadata.distribution(distributionName)
+        except importlib.metadata.PackageNotFoundError:
+            return set()
+        listed = (dist.read_text("top_level.txt") or "").split()
+        if listed:
+            return set(listed)
+        names = set()
+        for f in dist.files or []:
+            head = f.parts[0] if f.parts else ""
+            if head and not head.endswith((".dist-info", ".egg-info", ".data")) and head != "..":
+                names.add(head[:-3] if head.endswith(".py") else head)
+        return names
+
+    def restartNeeded(self, requirements=(), before=None) -> list:
+        """What pip changed under a loaded module: ``["numpy 1.26.4 -> 2.0.1", ...]`` (empty: no restart).
+
+        Every installed distribution whose version differs from ``before`` (a dict from
+        :meth:`installedVersions`; by default the versions this module saw when its first Logic was
+        made, i.e. what this session loaded) and one of whose top-level modules is imported in this
+        process. ``requirements`` (the lines just installed, as the panel passes them) does not narrow
+        the check: pip also upgrades the dependencies of what it was asked for (numpy, scipy...).
+        """
+        import sys as _sys
+        before = _VERSIONS_AT_START if before is None else before
+        now = self.installedVersions()
+        changed = []
+        for name, version in sorted(now.items()):
+            old = (before or {}).get(name)
+            if old is None or old == version:
+                continue  # newly installed (nothing old loaded) or unchanged
+            modules = self._topLevelModules(name)
+            if any(m in _sys.modules for m in modules):
+                changed.append(f"{name} {old} -> {version}")
+        return changed
 
     # ---------------------------------------------------------------------------------------
     # Data
@@ -1576,6 +1631,28 @@ class DoseRadiomicsTest(ScriptedLoadableModuleTest):  # noqa: F405
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
+        self.skipUnlessDependencies()
+
+    def skipUnlessDependencies(self):
+        """Skip (unittest.SkipTest, which ctest and Slicer's unittest runner count as skipped, not
+        failed) when a Python package the test needs is missing, saying what to install and how; the
+        Extensions Index factory builds the extension without them."""
+        logic = DoseRadiomicsLogic()
+        missing = logic.missingDependencies()
+        problem = logic.pyradiomicsProblem()
+        if not missing and not problem:
+            return
+        lines = [_("DoseRadiomics self-test skipped: Python packages it needs are missing.")]
+        if missing:
+            lines.append(_("Install them in Slicer: Modules > Radiotherapy > Dose Radiomics, Setup, "
+                           "'Install Python packages', or in the Python console: "
+                           "slicer.util.pip_install({command})").format(
+                               command=repr(" ".join(shlex.quote(r) for r in missing))))
+        if problem:
+            lines.append(problem)
+        message = " ".join(lines)
+        self.delayDisplay(message)
+        self.skipTest(message)
 
     def runTest(self):
         self.setUp()
