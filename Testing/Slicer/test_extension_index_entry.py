@@ -6,8 +6,7 @@ schema (Slicer ``Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json``) an
 Slicer/ExtensionsIndex ``scripts/check_description_files.py`` (main at 07f1d1b2, 2026-08-07), which
 its ``.github/workflows/extension-validation.yml`` runs on every submission. Second, when a clone of
 Slicer/ExtensionsIndex is on this machine (``DOSERADIOMICS_EXTENSIONS_INDEX_GIT``), that script
-itself, run on a clean export of this repository's committed files, with every check that needs no
-network. Two checks need the network and are not run: the GitHub topic ``3d-slicer-extension``
+itself, run on a copy of the files git would commit, with every check that needs no network. Two checks need the network and are not run: the GitHub topic ``3d-slicer-extension``
 (``check_git_repository_topics``: set it on the GitHub repository) and that the icon and screenshot
 URLs answer with an image (here: they name PNG files of this repository on its ``main`` branch).
 """
@@ -18,7 +17,6 @@ import json
 import os
 import re
 import subprocess
-import tarfile
 import urllib.parse
 from pathlib import Path
 
@@ -112,7 +110,8 @@ def test_cmake_metadata_matches_the_entry():
 def test_license_and_repository_size():
     # check_license_file, check_repository_size (100 MB of checked-out files)
     assert (REPO / "LICENSE").is_file()
-    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    files = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           capture_output=True, check=True).stdout
     total = sum((REPO / f).stat().st_size for f in files.decode().split("\0") if f and (REPO / f).is_file())
     assert total < 100 * 1024 * 1024, f"{total / 2**20:.1f} MB"
 
@@ -155,13 +154,17 @@ def index_script():
 
 @pytest.fixture(scope="module")
 def clean_export(tmp_path_factory):
-    """The committed files of this repository, as the index's check clones them."""
+    """The files git would commit (tracked and new, .gitignore respected: no venvs, caches or outputs),
+    copied as the index's check clones the repository."""
+    import shutil
     out = tmp_path_factory.mktemp("export")
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "HEAD"], capture_output=True,
-                             check=True).stdout
-    import io
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(out, filter="data")
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, out / name)
     return out
 
 
