@@ -621,11 +621,19 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return missing
 
     def pyradiomicsProblem(self):
-        """None if pyradiomics is importable, else what the user should do."""
+        """None if pyradiomics is importable and can make the paper's features, else what to do."""
         import importlib.util
         if importlib.util.find_spec("radiomics") is None:
             return _("pyradiomics cannot be imported: install the SlicerRadiomics extension from the "
                      "Extension Manager (it provides pyradiomics) and restart Slicer.")
+        if importlib.util.find_spec("scipy") is not None and importlib.util.find_spec("trimesh") is not None:
+            # SciPy >= 1.17 makes pyradiomics' LBP3D filter yield nothing (the library's own check).
+            from DoseRadiomicsLib import environment
+            from DoseRadiomicsLib.errors import ExtractionError
+            try:
+                environment.check_lbp3d_support()
+            except ExtractionError as exc:
+                return str(exc)
         return None
 
     @staticmethod

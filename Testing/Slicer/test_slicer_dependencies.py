@@ -49,6 +49,15 @@ def test_self_test_skips_when_pyradiomics_is_missing(module, scene, monkeypatch)
     assert "SlicerRadiomics" in result.skipped[0][1]
 
 
+def test_self_test_skips_when_scipy_breaks_lbp3d(module, scene, monkeypatch):
+    import scipy.special
+    monkeypatch.delattr(scipy.special, "sph_harm")  # as in SciPy >= 1.17
+    problem = module.DoseRadiomicsLogic().pyradiomicsProblem()
+    assert "sph_harm" in problem and "SciPy < 1.17" in problem
+    result = _run_with_unittest(module)
+    assert result.wasSuccessful() and len(result.skipped) == 1 and "SciPy < 1.17" in result.skipped[0][1]
+
+
 def test_requirements_name_scikit_image(module):
     lines = module.DoseRadiomicsLogic.requirementsPath().read_text().splitlines()
     assert any(line.startswith("scikit-image>=") for line in lines)
