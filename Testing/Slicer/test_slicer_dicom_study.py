@@ -258,3 +258,17 @@ def test_dose_frame_of_reference_from_the_dicom_database(logic, scene, sample_pa
     monkeypatch.setattr(slicer, "dicomDatabase", _DicomDatabase([same]), raising=False)
     guess = logic.guessInputs(gtvName="GTV_p")
     assert guess["ct"] is ct and guess["dose"] is dose and logic.frameOfReferenceUid(dose) == A.frame_uid
+
+
+def test_ct_and_dose_selectors_do_not_pick_a_volume_on_their_own():
+    """A QComboBox selects its first row when rows arrive in an empty model (Qt's
+    QComboBoxPrivate::_q_rowsInserted); a qMRMLNodeComboBox without a None entry therefore takes the
+    first volume loaded (the CT, as the dose) and the parameter node stores it. With a None entry the
+    selectors stay empty until the Logic's guess (guessInputs) or the user fills them."""
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+    ui = ET.parse(Path(__file__).resolve().parents[2] / "DoseRadiomics" / "Resources" / "UI" / "DoseRadiomics.ui")
+    widgets = {w.get("name"): w for w in ui.getroot().iter("widget")}
+    for name in ("ctSelector", "doseSelector"):
+        props = {p.get("name"): p for p in widgets[name].findall("property")}
+        assert props["noneEnabled"].find("bool").text == "true", name
