@@ -939,6 +939,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             elif not doses:
                 notes.append(_("no dose volume in the scene: load the RTDOSE with the DICOM module (SlicerRT "
                                "marks it as dose) or import a dose-map picture"))
+            else:
+                dose = doses[0]  # no CT at all: nothing it could be mixed with
             ct = cts[0] if cts else None
         if ct is None:
             notes.append(_("no CT volume in the scene"))

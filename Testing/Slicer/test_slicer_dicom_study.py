@@ -158,7 +158,7 @@ def test_ct_and_dose_loaded_together_dose_is_never_the_ct(logic, scene, sample_p
                           dose_units="CGY", name="A RTDOSE")
     slicer.mrmlScene.RemoveNode(ct)
     alone = logic.guessInputs()
-    assert alone["dose"] is None and alone["ct"] is None  # only a dose: it is not offered as the CT
+    assert alone["dose"] is dose and alone["ct"] is None  # only a dose: never offered as the CT
     ct = logic.loadVolume(sample_paths["ct"], "A CT")
     dss.add_ct_series(ct, A, CT_A_SERIES, [CT_A_SERIES + ".1"])
     assert logic.guessCtAndDose() == (ct, dose)
@@ -179,7 +179,7 @@ def test_only_ct_series_are_offered_as_the_ct(logic, scene, sample_paths):
     sh.SetItemAttribute(mr_item, dss.C.GetDICOMSeriesModalityAttributeName(), "MR")
     slicer.mrmlScene.RemoveNode(ct)
     guess = logic.guessInputs()
-    assert guess["ct"] is None and guess["dose"] is None
+    assert guess["ct"] is None and guess["dose"] is dose
     assert any("A MR" in n and "MR" in n for n in guess["notes"])
     assert not logic.isDoseVolume(picture)
 
