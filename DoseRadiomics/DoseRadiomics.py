@@ -44,9 +44,18 @@ REQUIRED_IMPORTS = {
     "lifelines": "lifelines",
     "pywt": "PyWavelets",
     "trimesh": "trimesh",
+    "skimage": "scikit-image",  # pyradiomics' LBP2D filter, used by the "2d" configuration
 }
-# SlicerRT marks the dose volumes its DICOM-RT importer creates with this attribute.
+# Installed distribution versions when this module first looked (before any install from its panel):
+# the versions of what is loaded in this process. See DoseRadiomicsLogic.restartNeeded.
+_VERSIONS_AT_START = None
+# What SlicerRT's DICOM-RT importer records (SlicerRtCommon/vtkSlicerRtCommon.cxx; set in
+# DicomRtImportExport/Logic/vtkSlicerDicomRtImportExportModuleLogic.cxx): "1" on each dose volume node;
+# the RTDOSE's DoseUnits (GY, CGY) on the subject-hierarchy study item; on the RTSTRUCT
+# segmentation's item, the series UID of the images its contours were drawn on.
 SLICERRT_DOSE_ATTRIBUTE = "DicomRtImport.DoseVolume"
+SLICERRT_DOSE_UNIT_NAME_ATTRIBUTE = "DicomRtImport.DoseUnitName"
+SLICERRT_ROI_REFERENCED_SERIES_ATTRIBUTE = "DicomRtImport.RoiReferencedSeriesUid"
 SAMPLE_CASE_NAME = "DoseRadiomics head-and-neck (OpenKBP pt_10)"
 # The sample patient (OpenKBP pt_10) has no clinical data. The self-test predicts with these
 # illustrative values, in the demo cohort's manifest spelling: they are not pt_10's.
@@ -119,7 +128,10 @@ def registerSampleData():
     """Add the bundled case (CT, dose in Gy, PTV70 as GTV) to the Sample Data module."""
     import SampleData
 
-    SampleData.SampleDataLogic.registerCustomSampleDataCategory("DoseRadiomics", title=_("DoseRadiomics"))
+    # Category titles exist from Slicer 5.12 on; before, the section is titled by the category name
+    # (here the same text), so older releases only skip this step.
+    if hasattr(SampleData.SampleDataLogic, "registerCustomSampleDataCategory"):
+        SampleData.SampleDataLogic.registerCustomSampleDataCategory("DoseRadiomics", title=_("DoseRadiomics"))
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="DoseRadiomics",
         sampleName=SAMPLE_CASE_NAME,
@@ -788,6 +800,9 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
         self.lastAlignmentReport = None
+        global _VERSIONS_AT_START
+        if _VERSIONS_AT_START is None:
+            _VERSIONS_AT_START = self.installedVersions()
 
     def getParameterNode(self):
         return DoseRadiomicsParameterNode(super().getParameterNode())
@@ -817,20 +832,73 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return missing
 
     def pyradiomicsProblem(self):
-        """None if pyradiomics is importable, else what the user should do."""
+        """None if pyradiomics is importable and can make the paper's features, else what to do."""
         import importlib.util
         if importlib.util.find_spec("radiomics") is None:
             return _("pyradiomics cannot be imported: install the SlicerRadiomics extension from the "
                      "Extension Manager (it provides pyradiomics) and restart Slicer.")
+        if importlib.util.find_spec("scipy") is not None and importlib.util.find_spec("trimesh") is not None:
+            # SciPy >= 1.17 makes pyradiomics' LBP3D filter yield nothing (the library's own check).
+            from DoseRadiomicsLib import environment
+            from DoseRadiomicsLib.errors import ExtractionError
+            try:
+                environment.check_lbp3d_support()
+            except ExtractionError as exc:
+                return str(exc)
         return None
 
     @staticmethod
-    def restartNeeded(requirements) -> bool:
-        """True when a package just installed was already imported in this session (old code loaded)."""
-        names = {r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].split("[")[0].strip().lower()
-                 for r in requirements}
-        imports = {package.lower(): module for module, package in REQUIRED_IMPORTS.items()}
-        return any(imports.get(n, n) in sys.modules for n in names)
+    def installedVersions() -> dict:
+        """``{distribution name (lower case): version}`` of everything installed, read from disk now."""
+        import importlib
+        import importlib.metadata
+        importlib.invalidate_caches()  # pip may just have changed site-packages
+        versions = {}
+        for dist in importlib.metadata.distributions():
+            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+            if name:
+                versions.setdefault(name, dist.version)
+        return versions
+
+    @staticmethod
+    def _topLevelModules(distributionName: str) -> set:
+        """The importable top-level names a distribution provides (top_level.txt, else its RECORD)."""
+        import importlib.metadata
+        try:
+            dist = importlib.metadata.distribution(distributionName)
+        except importlib.metadata.PackageNotFoundError:
+            return set()
+        listed = (dist.read_text("top_level.txt") or "").split()
+        if listed:
+            return set(listed)
+        names = set()
+        for f in dist.files or []:
+            head = f.parts[0] if f.parts else ""
+            if head and not head.endswith((".dist-info", ".egg-info", ".data")) and head != "..":
+                names.add(head[:-3] if head.endswith(".py") else head)
+        return names
+
+    def restartNeeded(self, requirements=(), before=None) -> list:
+        """What pip changed under a loaded module: ``["numpy 1.26.4 -> 2.0.1", ...]`` (empty: no restart).
+
+        Every installed distribution whose version differs from ``before`` (a dict from
+        :meth:`installedVersions`; by default the versions this module saw when its first Logic was
+        made, i.e. what this session loaded) and one of whose top-level modules is imported in this
+        process. ``requirements`` (the lines just installed, as the panel passes them) does not narrow
+        the check: pip also upgrades the dependencies of what it was asked for (numpy, scipy...).
+        """
+        import sys as _sys
+        before = _VERSIONS_AT_START if before is None else before
+        now = self.installedVersions()
+        changed = []
+        for name, version in sorted(now.items()):
+            old = (before or {}).get(name)
+            if old is None or old == version:
+                continue  # newly installed (nothing old loaded) or unchanged
+            modules = self._topLevelModules(name)
+            if any(m in _sys.modules for m in modules):
+                changed.append(f"{name} {old} -> {version}")
+        return changed
 
     # ---------------------------------------------------------------------------------------
     # Data
@@ -881,37 +949,262 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                 slicer.mrmlScene.RemoveNode(node)
         return {"ct": ct, "dose": dose, "gtvSegmentation": segmentation, "gtvSegmentId": segmentId}
 
+    # ---------------------------------------------------------------------------------------
+    # Which nodes are the inputs: volumes and segmentations loaded by the DICOM module (Slicer's
+    # DICOMScalarVolumePlugin for the CT, SlicerRT for RTDOSE and RTSTRUCT) are placed in the
+    # subject hierarchy with their DICOM identifiers; other nodes (files, the sample case) are not.
+
+    @staticmethod
+    def _isDoseMapPicture(node) -> bool:
+        return node.IsA("vtkMRMLVectorVolumeNode") or node.GetAttribute(
+            DoseRadiomicsLogic.ATTR_DOSE_MAP_PICTURE) is not None
+
     @staticmethod
     def isDoseVolume(node) -> bool:
-        return bool(node) and (node.GetAttribute(SLICERRT_DOSE_ATTRIBUTE) == "1"
-                               or node.GetAttribute("DoseRadiomics.DoseUnit") is not None)
-
-    def guessCtAndDose(self):
-        """(CT, dose): dose = the first volume marked as dose (SlicerRT), CT = the first other scalar volume."""
-        ct = dose = None
-        scene = slicer.mrmlScene
-        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
-            node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute("DoseRadiomics.AlignedDose"):
-                continue
-            if self.isDoseVolume(node):
-                dose = dose or node
-            else:
-                ct = ct or node
-        return ct, dose
+        """A dose: marked by SlicerRT's importer, or by this module (sample case, aligned dose).
+        Never a picture of a dose (an RGB vector volume), however it is marked."""
+        if not node or node.IsA("vtkMRMLVectorVolumeNode"):
+            return False
+        return (node.GetAttribute(SLICERRT_DOSE_ATTRIBUTE) == "1"
+                or node.GetAttribute("DoseRadiomics.DoseUnit") is not None)
 
     @staticmethod
-    def frameOfReferenceUid(volumeNode):
-        """FrameOfReferenceUID of a DICOM-loaded volume (needs Slicer's DICOM database), else None."""
-        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+    def _subjectHierarchy():
+        return slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+
+    def _seriesItem(self, node) -> int:
+        """The node's subject-hierarchy item, 0 if it has none."""
+        sh = self._subjectHierarchy()
+        return sh.GetItemByDataNode(node) if (sh is not None and node is not None) else 0
+
+    def _itemAttribute(self, item, name: str):
+        if not item:
+            return None
+        return self._subjectHierarchy().GetItemAttribute(item, name) or None
+
+    def _itemUid(self, item, uidName: str):
+        if not item:
+            return None
+        return self._subjectHierarchy().GetItemUID(item, uidName) or None
+
+    def studyItem(self, node) -> int:
+        """The DICOM study item above the node's item (where SlicerRT records the dose unit), else 0."""
+        sh = self._subjectHierarchy()
+        item = self._seriesItem(node)
+        study = slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy()
+        while item and item != sh.GetSceneItemID():
+            if sh.GetItemLevel(item) == study:
+                return item
+            item = sh.GetItemParent(item)
+        return 0
+
+    def modality(self, node):
+        """DICOM.Modality of the node's series item (CT, RTDOSE, RTSTRUCT...), None if not from DICOM."""
+        return self._itemAttribute(self._seriesItem(node),
+                                   slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMSeriesModalityAttributeName())
+
+    def seriesInstanceUid(self, node):
+        return self._itemUid(self._seriesItem(node), slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName())
+
+    def _referencedSeriesNode(self, segmentationNode):
+        """The image series an RTSTRUCT segmentation was drawn on (SlicerRT records its series UID)."""
+        uid = self._itemAttribute(self._seriesItem(segmentationNode), SLICERRT_ROI_REFERENCED_SERIES_ATTRIBUTE)
+        if not uid:
+            return uid, None
+        sh = self._subjectHierarchy()
+        item = sh.GetItemByUID(slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName(), uid)
+        return uid, (sh.GetItemDataNode(item) if item else None)
+
+    def frameOfReferenceUid(self, node):
+        """FrameOfReferenceUID of a DICOM-loaded node, else None.
+
+        In order: the series item's ``DICOM.FrameOfReferenceUID`` (Slicer's DICOMPlugin records it for
+        image series such as the CT; SlicerRT does not for RTDOSE or RTSTRUCT); for an RTSTRUCT
+        segmentation, that of the series it references; the first instance's tag (0020,0052) in
+        Slicer's DICOM database (needs the application's database).
+        """
+        if node is None:
+            return None
+        item = self._seriesItem(node)
+        uid = self._itemAttribute(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMFrameOfReferenceUIDAttributeName())
+        if uid:
+            return uid
+        if node.IsA("vtkMRMLSegmentationNode"):
+            _, referenced = self._referencedSeriesNode(node)
+            if referenced is not None and referenced is not node:
+                uid = self.frameOfReferenceUid(referenced)
+                if uid:
+                    return uid
+        instances = (node.GetAttribute("DICOM.instanceUIDs")
+                     or self._itemUid(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMInstanceUIDName()) or "")
         database = getattr(slicer, "dicomDatabase", None)
-        if not uids or database is None:
+        if not instances.split() or database is None:
             return None
         try:
-            value = database.fileValue(database.fileForInstance(uids[0]), "0020,0052")
+            value = database.fileValue(database.fileForInstance(instances.split()[0]), "0020,0052")
         except Exception:  # noqa: BLE001 - a missing tag or file only means "unknown"
             return None
         return value or None
+
+    def doseUnit(self, doseNode):
+        """The unit the dose node's voxels are in, as the library spells it ('Gy', 'cGy'), or None.
+
+        SlicerRT applies DoseGridScaling and records the RTDOSE's DoseUnits on the study item
+        (``DicomRtImport.DoseUnitName``: GY or CGY); this module marks its own doses
+        (``DoseRadiomics.DoseUnit``). None: nothing recorded (a dose read from a file: Gy). A unit that
+        is not absolute dose (e.g. RELATIVE) raises InputError naming the node.
+        """
+        from DoseRadiomicsLib import dicomrt
+        if doseNode is None:
+            return None
+        recorded = doseNode.GetAttribute("DoseRadiomics.DoseUnit") or self._itemAttribute(
+            self.studyItem(doseNode), SLICERRT_DOSE_UNIT_NAME_ATTRIBUTE)
+        if not recorded:
+            return None
+        return dicomrt.normalise_unit(recorded, path=f"Slicer node '{doseNode.GetName()}'")
+
+    def _candidateVolumes(self):
+        scene = slicer.mrmlScene
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+            node = scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+            # Vector volumes (the RGB dose-map picture) and labelmaps are scalar volumes by class.
+            if (node.IsA("vtkMRMLLabelMapVolumeNode") or self._isDoseMapPicture(node)
+                    or node.GetAttribute("DoseRadiomics.AlignedDose")):
+                continue
+            yield node
+
+    def _sameFrame(self, a, b) -> int:
+        """How surely two nodes belong together: 3 same frame of reference, 2 same DICOM study (a
+        frame unknown), 1 neither from DICOM, 0 different frames or studies (never paired)."""
+        fa, fb = self.frameOfReferenceUid(a), self.frameOfReferenceUid(b)
+        if fa and fb:
+            return 3 if fa == fb else 0
+        sa, sb = self.studyItem(a), self.studyItem(b)
+        if sa and sb:
+            return 2 if sa == sb else 0
+        if not (sa or sb or fa or fb):
+            return 1
+        return 0
+
+    def pickGtvSegment(self, segmentationNode, gtvName=None):
+        """``(segmentId or None, note or None)``: the GTV by the command line's name rule
+        (``dicomrt.structures_named``) applied to ``gtvName``, or to "GTV" when no name is given; a
+        segmentation with one segment gives that one."""
+        from DoseRadiomicsLib import dicomrt
+        segmentation = segmentationNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        names = [segmentation.GetSegment(i).GetName() for i in ids]
+        listed = ", ".join(repr(n) for n in names) or "none"
+        wanted = gtvName if gtvName not in (None, "") else "GTV"
+        found = dicomrt.structures_named(names, wanted)
+        if len(found) == 1:
+            return ids[found[0]], None
+        if len(found) > 1:
+            return None, _("{n} segments of '{node}' are named '{name}': pick the GTV by hand").format(
+                n=len(found), node=segmentationNode.GetName(), name=wanted)
+        if gtvName in (None, "") and len(ids) == 1:
+            return ids[0], None
+        return None, _("no segment of '{node}' is named '{name}' (segments: {names}): pick the GTV segment").format(
+            node=segmentationNode.GetName(), name=wanted, names=listed)
+
+    def guessInputs(self, gtvName=None) -> dict:
+        """The CT, dose, GTV segmentation and segment to offer, from what is in the scene.
+
+        Returns ``dict(ct=, dose=, segmentation=, segmentId=, frameOfReferenceUid=, doseUnit=,
+        notes=[...])`` (None where nothing fits; ``notes`` say why, for the panel). The dose is only
+        ever a dose volume (SlicerRT's ``DicomRtImport.DoseVolume`` or this module's mark); the CT never
+        a dose, a labelmap or a picture (RGB), and, when it comes from DICOM, a CT series. CT, dose and
+        RTSTRUCT are taken from one frame of reference (the FrameOfReferenceUID where the hierarchy or
+        the DICOM database gives it, else the DICOM study): another patient's or study's nodes in the
+        scene are not mixed in. The GTV segment is picked by the command line's name rule
+        (:meth:`pickGtvSegment`). ``doseUnit`` is what SlicerRT recorded ('Gy' or 'cGy'; the dose is
+        converted to Gy when aligned).
+        """
+        notes = []
+        volumes = list(self._candidateVolumes())
+        doses = [v for v in volumes if self.isDoseVolume(v)]
+        cts = []
+        for v in volumes:
+            if self.isDoseVolume(v):
+                continue
+            modality = self.modality(v)
+            if modality not in (None, "CT"):
+                notes.append(_("'{name}' is a {modality} series, not a CT: not offered as the CT").format(
+                    name=v.GetName(), modality=modality))
+                continue
+            cts.append(v)
+        # CTs from DICOM first (they carry the frame of reference), in scene order.
+        cts.sort(key=lambda v: self.modality(v) != "CT")
+        ct = dose = None
+        best = 0
+        for d in doses:
+            for c in cts:
+                score = self._sameFrame(c, d)
+                if score > best:
+                    ct, dose, best = c, d, score
+        if dose is None:
+            if doses and cts:
+                notes.append(_("no CT in the scene shares a frame of reference or study with the dose "
+                               "'{dose}': select CT and dose by hand (a transform or registration aligns them)").format(
+                                   dose=doses[0].GetName()))
+            elif not doses:
+                notes.append(_("no dose volume in the scene: load the RTDOSE with the DICOM module (SlicerRT "
+                               "marks it as dose) or import a dose-map picture"))
+            else:
+                dose = doses[0]  # no CT at all: nothing it could be mixed with
+            ct = cts[0] if cts else None
+        if ct is None:
+            notes.append(_("no CT volume in the scene"))
+        reference = ct or dose
+        frame = self.frameOfReferenceUid(reference) if reference is not None else None
+
+        segmentationNode = segmentId = None
+        if reference is not None:
+            best = 0
+            scene = slicer.mrmlScene
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+                seg = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+                if seg.GetAttribute(self.ATTR_INDEX) is not None:  # this module's dose ROIs, not a GTV
+                    continue
+                referencedUid, _node = self._referencedSeriesNode(seg)
+                geometry = seg.GetNodeReferenceID(seg.GetReferenceImageGeometryReferenceRole())
+                if ct is not None and ((referencedUid and referencedUid == self.seriesInstanceUid(ct))
+                                       or geometry == ct.GetID()):
+                    score = 4  # an RTSTRUCT drawn on this CT series, or a segmentation made on this CT
+                elif not (self.studyItem(seg) or self.frameOfReferenceUid(seg)):
+                    score = 1  # drawn in Slicer, not from DICOM: offered only when nothing fits better
+                else:
+                    score = self._sameFrame(reference, seg)
+                if score > best:
+                    segmentationNode, best = seg, score
+            if segmentationNode is not None:
+                segmentId, note = self.pickGtvSegment(segmentationNode, gtvName)
+                if note:
+                    notes.append(note)
+            else:
+                notes.append(_("no segmentation (RTSTRUCT) of this CT's frame of reference: draw the GTV "
+                               "or load the structure set"))
+
+        unit = None
+        if dose is not None:
+            try:
+                unit = self.doseUnit(dose)
+            except Exception as exc:  # noqa: BLE001 - InputError: a unit that is not absolute dose
+                unit = self._itemAttribute(self.studyItem(dose), SLICERRT_DOSE_UNIT_NAME_ATTRIBUTE)
+                notes.append(str(exc))
+            else:
+                if unit == "cGy":
+                    notes.append(_("the dose '{name}' is in cGy (SlicerRT's record): it is converted to Gy "
+                                   "when aligned").format(name=dose.GetName()))
+                elif unit is None:
+                    notes.append(_("no dose unit recorded for '{name}': it is taken as Gy").format(name=dose.GetName()))
+        return {"ct": ct, "dose": dose, "segmentation": segmentationNode, "segmentId": segmentId,
+                "frameOfReferenceUid": frame, "doseUnit": unit, "notes": notes}
+
+    def guessCtAndDose(self):
+        """(CT, dose) of :meth:`guessInputs`: the dose is a dose volume, the CT never one."""
+        guess = self.guessInputs()
+        return guess["ct"], guess["dose"]
 
     def _loaded(self, volumeNode, role: str):
         from DoseRadiomicsLib import mrml_bridge
@@ -944,11 +1237,20 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                              hint="select the RT dose (in Gy) as the dose and the planning CT as the CT")
         ct = self._loaded(ctNode, "CT")
         dose = self._loaded(doseNode, "dose")
+        unit = self.doseUnit(doseNode)  # what SlicerRT recorded; InputError for e.g. RELATIVE
+        if unit not in (None, "Gy"):
+            import dataclasses
+            import SimpleITK as sitk
+            from DoseRadiomicsLib.dicomrt import UNIT_TO_GY
+            factor = UNIT_TO_GY[unit.upper()]
+            dose = dataclasses.replace(dose, image=sitk.Cast(dose.image, sitk.sitkFloat32) * factor,
+                                       details=dict(dose.details, converted_from=unit))
         gtv = None
         if gtvSegmentationNode is not None and gtvSegment:
             gtv = mrml_bridge.mask_from_segment(gtvSegmentationNode, gtvSegment, ctNode)
         aligned, report = alignment.align_dose_to_ct(ct, dose, gtv=gtv, transform=transformPath,
                                                      register=register)
+        report["dose_unit"] = {"recorded": unit, "converted_to_gy": unit not in (None, "Gy")}
         name = f"{doseNode.GetName()} on CT"
         outputNode = mrml_bridge.volume_node_from_image(aligned, name, node=outputNode)
         outputNode.SetAttribute("DoseRadiomics.AlignedDose", "1")
@@ -961,6 +1263,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def describeAlignment(self) -> str:
         r = self.lastAlignmentReport or {}
         text = _("Dose aligned ({method}).").format(method=r.get("method", "?"))
+        if (r.get("dose_unit") or {}).get("converted_to_gy"):
+            text += " " + _("Converted from {unit} to Gy.").format(unit=r["dose_unit"]["recorded"])
         coverage = r.get("gtv_dose_coverage")
         if coverage is not None:
             text += " " + _("GTV inside the dose grid: {p:.1f}%").format(p=100 * coverage)
@@ -1563,6 +1867,28 @@ class DoseRadiomicsTest(ScriptedLoadableModuleTest):  # noqa: F405
 
     def setUp(self):
         slicer.mrmlScene.Clear(0)
+        self.skipUnlessDependencies()
+
+    def skipUnlessDependencies(self):
+        """Skip (unittest.SkipTest, which ctest and Slicer's unittest runner count as skipped, not
+        failed) when a Python package the test needs is missing, saying what to install and how; the
+        Extensions Index factory builds the extension without them."""
+        logic = DoseRadiomicsLogic()
+        missing = logic.missingDependencies()
+        problem = logic.pyradiomicsProblem()
+        if not missing and not problem:
+            return
+        lines = [_("DoseRadiomics self-test skipped: Python packages it needs are missing.")]
+        if missing:
+            lines.append(_("Install them in Slicer: Modules > Radiotherapy > Dose Radiomics, Setup, "
+                           "'Install Python packages', or in the Python console: "
+                           "slicer.util.pip_install({command})").format(
+                               command=repr(" ".join(shlex.quote(r) for r in missing))))
+        if problem:
+            lines.append(problem)
+        message = " ".join(lines)
+        self.delayDisplay(message)
+        self.skipTest(message)
 
     def runTest(self):
         self.setUp()

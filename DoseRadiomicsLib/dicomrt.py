@@ -362,6 +362,16 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
 # RTSTRUCT
 # ----------------------------------------------------------------------------------------------
 
+def structures_named(names, name) -> list[int]:
+    """Indices in ``names`` of the structures that the GTV name the user gave (``--gtv-name``) picks.
+
+    The one name rule, for RTSTRUCT ROIs, segments of a ``.seg.nrrd`` and the Slicer module's
+    segments: case and surrounding spaces do not matter.
+    """
+    wanted = str(name).strip().casefold()
+    return [i for i, n in enumerate(names) if str(n).strip().casefold() == wanted]
+
+
 def rtstruct_rois(ds) -> list[dict]:
     """ROIs of an RTSTRUCT dataset: number, name, frame of reference, contours (datasets)."""
     contours = {}
@@ -436,7 +446,7 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
         raise InputError("an RTSTRUCT holds several structures; say which one is the GTV",
                          patient=patient, path=path,
                          hint=f"pass --gtv-name, one of: {', '.join(repr(n) for n in names)}")
-    matches = [r for r in rois if r["name"].casefold() == str(name).strip().casefold()]
+    matches = [rois[i] for i in structures_named(names, name)]
     if not matches:
         raise InputError(f"no structure named '{name}'; available: {', '.join(repr(n) for n in names)}"
                          + truncated,

@@ -161,23 +161,16 @@ def _read_dicom_picture(p: Path, patient):
 
     try:
         ds = pydicom.dcmread(str(p))
-        arr = ds.pixel_array
+        stored = str(getattr(ds, "PhotometricInterpretation", "")).upper()
+        arr, photometric = _dicom_pixels(ds, stored)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken or unsupported files
         raise InputError(f"the DICOM dose-map picture cannot be read ({exc})", patient=patient, path=p) from None
-    photometric = str(getattr(ds, "PhotometricInterpretation", "")).upper()
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         raise InputError(f"the DICOM dose-map picture has {frames} frames; one picture is needed",
                          patient=patient, path=p, hint="export the one slice of the largest lesion")
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     full = float(2 ** bits - 1)
-    if photometric.startswith("YBR"):
-        try:
-            from pydicom.pixels import convert_color_space
-        except ImportError:  # pydicom 2.x (Slicer <= 5.10 bundles 2.4.4)
-            from pydicom.pixel_data_handlers.util import convert_color_space
-        arr = convert_color_space(arr, photometric, "RGB")
-        photometric = "RGB"
     if photometric == "RGB":
         if arr.ndim != 3 or arr.shape[2] != 3:
             raise InputError(f"the DICOM picture says RGB but its pixels have shape {arr.shape}",
@@ -193,10 +186,44 @@ def _read_dicom_picture(p: Path, patient):
     else:
         raise InputError(f"unsupported PhotometricInterpretation '{photometric}'", patient=patient, path=p,
                          hint="RGB, YBR_FULL(_422), MONOCHROME1 or MONOCHROME2 are read")
-    details = {"format": "DICOM", "photometric_interpretation": photometric, "bits": bits,
+    details = {"format": "DICOM", "photometric_interpretation": stored, "bits": bits,
                "sop_class_uid": str(getattr(ds, "SOPClassUID", "")),
                "modality": str(getattr(ds, "Modality", ""))}
     return np.clip(rgb, 0, 1), details
+
+
+# YBR colour spaces: YBR_FULL(_422) are converted by pydicom 3 itself (or by us under pydicom 2);
+# YBR_ICT/YBR_RCT (JPEG 2000) come out of every JPEG 2000 decoder as RGB already.
+_YBR_CONVERTIBLE = ("YBR_FULL", "YBR_FULL_422")
+_YBR_DECODED_AS_RGB = ("YBR_ICT", "YBR_RCT")
+
+
+def _dicom_pixels(ds, photometric: str):
+    """``(pixels, the photometric interpretation they are in)``: YBR converted to RGB exactly once.
+
+    pydicom >= 3 (it has ``pydicom.pixels``) converts YBR_FULL and YBR_FULL_422 to RGB inside
+    ``pixel_array`` when its ``as_rgb`` option is on (the default; set here so a changed default
+    cannot make us skip or repeat it). pydicom 2.x returns the stored YCbCr (its Pillow handler even
+    asks Pillow not to convert JPEG), so the conversion is ours, with pydicom 2's own function.
+    """
+    try:
+        import pydicom.pixels  # noqa: F401 - pydicom >= 3
+        modern = hasattr(ds, "pixel_array_options")
+    except ImportError:
+        modern = False
+    if modern:
+        ds.pixel_array_options(as_rgb=True)
+        arr = ds.pixel_array
+        if photometric in _YBR_CONVERTIBLE + _YBR_DECODED_AS_RGB:
+            photometric = "RGB"
+        return arr, photometric
+    arr = ds.pixel_array
+    if photometric in _YBR_CONVERTIBLE:
+        from pydicom.pixel_data_handlers.util import convert_color_space  # pydicom 2.x
+        return convert_color_space(arr, photometric, "RGB"), "RGB"
+    if photometric in _YBR_DECODED_AS_RGB:
+        return arr, "RGB"
+    return arr, photometric
 
 
 # ----------------------------------------------------------------------------- colour tables
