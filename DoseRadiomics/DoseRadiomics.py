@@ -358,16 +358,24 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         p = self._parameterNode
-        if not p.ctVolume or not p.doseVolume:
-            ct, dose = self.logic.guessCtAndDose()
-            # The guess is the Logic's; the panel still never puts a picture, a labelmap or the CT
-            # itself into a slot that needs a scalar CT or dose.
+        if not p.ctVolume or not p.doseVolume or not p.gtvSegmentation:
+            # The Logic's guess: one frame of reference (a DICOM-loaded study as SlicerRT puts it in the
+            # subject hierarchy, or the loaded files), the GTV segment by the command line's name rule.
+            guess = self.logic.guessInputs()
+            ct, dose = guess["ct"], guess["dose"]
+            # The panel still never puts a picture, a labelmap or the CT itself into a slot that needs
+            # a scalar CT or dose.
             ct = ct if self.isScalarVolume(ct) else None
             dose = dose if self.isScalarVolume(dose) else None
             if not p.ctVolume and ct and ct is not p.doseVolume:
                 p.ctVolume = ct
             if not p.doseVolume and dose and dose is not p.ctVolume:
                 p.doseVolume = dose
+            if not p.gtvSegmentation and guess["segmentation"] is not None:
+                p.gtvSegmentation = guess["segmentation"]
+                p.gtvSegmentId = guess["segmentId"] or ""
+            if guess["notes"]:
+                self._status("\n".join(guess["notes"]))
         self.updateGuiFromParameterNode()
 
     @classmethod
@@ -486,9 +494,11 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             return
         with slicer.util.tryWithErrorDisplay(_("Installing the Python packages failed."), waitCursor=True):
             slicer.util.pip_install(" ".join(shlex.quote(r) for r in missing))
-        if self.logic.restartNeeded(missing):
+        changed = self.logic.restartNeeded(missing)
+        if changed:
             slicer.util.infoDisplay(_("The packages are installed. Restart Slicer before using DoseRadiomics: "
-                                      "an older version of one of them is already loaded."))
+                                      "these were upgraded while an older version is loaded:\n\n{changed}"
+                                      ).format(changed="\n".join(changed)))
         self.updateDependencyStatus()
 
     # Single patient
