@@ -546,3 +546,37 @@ def test_buttons_from_sample_case_to_prediction_show_tables_and_chart(env_newest
     assert prediction.GetID() in _shown_tables(scene)
     assert any(scene.GetNodeByID(c).GetName().startswith("ROC") for c in _shown_charts(scene) if c)
     assert slicer.app.layoutManager().layout == slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotTableView
+
+
+def test_a_dicom_loaded_study_fills_ct_dose_and_gtv_segment_on_enter(harness):
+    """A study loaded by the DICOM module (as SlicerRT puts it in the subject hierarchy) before the
+    panel is opened: entering offers its CT, dose, RTSTRUCT and GTV segment, never the picture."""
+    import numpy as np
+    import SimpleITK as sitk
+    import slicer
+
+    import dicom_study_scene as dss
+    from DoseRadiomicsLib import mrml_bridge
+
+    scene = harness.scene
+    picture = mrml_bridge.picture_volume_node(np.zeros((20, 30, 3)), "dose-map picture")  # first volume
+    study = dss.Study("PAT-W", "Patient^W", "1.2.826.0.1.3680043.10.543.7", "1.2.826.0.1.3680043.10.543.7.9")
+    series = study.study_uid + ".3"
+    ct = slicer.util.addVolumeFromArray(np.full((6, 24, 24), -800, np.int16), name="W CT")
+    dss.add_ct_series(ct, study, series, [series + ".1"])
+    dose = dss.add_rtdose(np.full((6, 24, 24), 60.0), ct, study, study.study_uid + ".5", study.study_uid + ".5.1",
+                          dose_units="GY", name="W RTDOSE")
+    mask = sitk.Image(24, 24, 6, sitk.sitkUInt8)
+    mask[10:14, 10:14, 2:4] = 1
+    mask.CopyInformation(mrml_bridge.image_from_volume_node(ct))
+    other = sitk.Image(mask)
+    other[4:8, 4:8, 2:4] = 1
+    rtstruct = dss.add_rtstruct([("BODY", other), ("GTV", mask)], ct, study, study.study_uid + ".4",
+                                study.study_uid + ".4.1", referenced_series_uid=series, name="W RTSTRUCT")
+    harness.setup()
+    harness.enter()
+    p = harness.widget._parameterNode
+    assert p.ctVolume is ct and p.doseVolume is dose and p.gtvSegmentation is rtstruct
+    assert rtstruct.GetSegmentation().GetSegment(p.gtvSegmentId).GetName() == "GTV"
+    assert picture not in (p.ctVolume, p.doseVolume)
+    assert harness.ui.ctSelector.currentNode() is ct and harness.ui.doseSelector.currentNode() is dose
