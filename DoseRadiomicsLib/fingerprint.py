@@ -23,15 +23,16 @@ both arrays, so a change to the phantom cannot pass unnoticed: change ``PHANTOM_
 **The tolerance.** Two values agree when ``|now - then| <= RTOL * max(|now|, |then|) + ATOL`` with
 ``RTOL = 1e-6`` and ``ATOL = 1e-12``, for every one of the phantom's features (3 ROIs x 1,595 in the
 paper configuration). Measured (README, *Compatibility fingerprint*): between numpy 1.26.4 / SciPy
-1.13.1 / SimpleITK 2.3.1 / PyWavelets 1.5.0 and numpy 2.4.6 / SciPy 1.16.3 / SimpleITK 2.5.7 /
-PyWavelets 1.8.0, 4,766 of the 4,785 features are bit-identical and the largest relative difference
-is 1.7e-15 (LBP3D m2 first-order), nine orders of magnitude inside RTOL. A change of method is far
-outside it: a bin width, a formula or a percentile definition moves features by 1e-3 or more, and
-even scaling the phantom's dose by 1 + 3e-7 (one float32 ulp) moves the first-order features by
-up to 2e-4. No feature family is exempt. The z-high-pass wavelet sub-bands (``wavelet-LLH``,
+1.13.1 / SimpleITK 2.3.1 / pyradiomics v3.1.0 / Python 3.10 (as in Slicer 5.8) and numpy 2.4.6 /
+SciPy 1.16.3 / SimpleITK 2.5.7 / pyradiomics 3.0.1 / Python 3.11, 4,766 of the 4,785 features are
+bit-identical and the largest relative difference is 1.7e-15 (LBP3D m2 first-order), nine orders of
+magnitude inside RTOL. A change of method is far
+outside it: a bin rule, a formula or a percentile definition moves features by 1e-3 or more (the
+tests patch pyradiomics each way), and even scaling the phantom's dose by 1 + 3e-7 (2.5 float32
+ulp) moves the first-order features by up to 2e-4. No feature family is exempt. The z-high-pass wavelet sub-bands (``wavelet-LLH``,
 ``-LHH``, ``-HLH``, ``-HHH``) of a one-slice image hold only round-off (one slice filtered along z),
 and that same 3e-7 perturbation changes their features by 10-100 %; but they are reproduced bit
-for bit wherever the arithmetic is the same, and models do select them (the demo model has 13), so
+for bit wherever the arithmetic is the same, and models do select them (the demo model has 11), so
 an installation whose round-off differs would give those models other inputs: it must be refused,
 and the message says when only such round-off features differ.
 
@@ -171,6 +172,17 @@ def compute(options) -> dict:
     out = dict(_computed[key])
     out["features"] = OrderedDict(out["features"])
     return out
+
+
+def digest(options) -> str:
+    """A short digest of this installation's phantom features under ``options`` (bit-exact).
+
+    ``cohort-extract`` records it per patient and re-extracts a stored patient whose digest differs:
+    features computed by another installation are never reused or mixed in one features table.
+    """
+    import hashlib
+    from .fileio import canonical_json
+    return hashlib.sha256(canonical_json(compute(options)["features"]).encode()).hexdigest()[:16]
 
 
 def environment_versions(versions: dict | None = None) -> dict:

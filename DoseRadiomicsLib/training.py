@@ -1032,8 +1032,8 @@ def read_ground_truth(path) -> pd.Series:
     return pd.to_numeric(frame.set_index("patient_id")[candidates[0]], errors="coerce").dropna()
 
 
-def _find_extraction_options(features_path):
-    """Extraction options recorded beside a cohort's features.csv, if cohort-extract wrote them."""
+def _find_extraction_record(features_path) -> tuple:
+    """(options, fingerprint) recorded beside a cohort's features.csv by cohort-extract, else None."""
     import json
     from pathlib import Path
     folder = Path(features_path).resolve().parent
@@ -1046,8 +1046,9 @@ def _find_extraction_options(features_path):
                 continue
             opts = data.get("options", data.get("extraction_options")) if isinstance(data, dict) else None
             if isinstance(opts, dict):
-                return opts
-    return None
+                fp = data.get("fingerprint")
+                return opts, (fp if isinstance(fp, dict) and isinstance(fp.get("features"), dict) else None)
+    return None, None
 
 
 def format_auc_table(trained: TrainedModels) -> str:
@@ -1066,9 +1067,12 @@ def run(args) -> int:
     features = read_features(args.features)
     manifest = read_manifest(args.manifest)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
+    # The fingerprint of the installation that extracted the features (cohort.json), else this one's.
+    options, fingerprint = _find_extraction_record(args.features)
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
-                           extraction_options=_find_extraction_options(args.features), ground_truth=truth,
-                           repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS))
+                           extraction_options=options, ground_truth=truth,
+                           repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS),
+                           fingerprint=fingerprint or "compute")
     save_model(trained, args.out)
     c = trained.cohort
     print(f"cohort: {c['n']} patients ({c['events']} resistant); training {c['train']['n']} "
