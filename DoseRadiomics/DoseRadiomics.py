@@ -1684,10 +1684,14 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
         Returns ``dict(result=<library prediction dict>, tableNode=..., summaryTableNode=...,
         chartNodes={"ROC": ..., "Decision curve": ..., "Kaplan-Meier PFS": ..., ...})``.
+        The model is refused (ModelFileError) unless this Slicer's pyradiomics and libraries compute
+        the model's reference features as at training (the library's compatibility fingerprint,
+        checked once per session and model).
         """
         from DoseRadiomicsLib import modelfile, mrml_bridge, prediction
         model = modelfile.load_model(modelPath)
         prediction.check_settings_hash(model, settingsHash, model_path=modelPath)
+        prediction.check_compatibility(model, model_path=modelPath)
         result = prediction.predict_from_features(model, features, clinical)
         names = list(result["probabilities"])
         table = mrml_bridge.table_node_from_columns(

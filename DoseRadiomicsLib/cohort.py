@@ -19,8 +19,12 @@ cluster (``scheduler=`` address, or ``local_cluster=N``; see :mod:`DoseRadiomics
 Every engine runs the same per-patient step and writes the same files.
 
 A rerun skips patients whose fingerprint is unchanged (a file whose size and modification time are
-those recorded is not re-hashed); a killed run resumes and loses nothing; failed patients are tried
-again. ``DIR/.lock`` keeps two runs from writing to one folder (a lock left by a dead process on this
+those recorded is not re-hashed) and whose stored ``compatibility`` digest (:func:`fingerprint.digest`:
+the built-in phantom's features, bit for bit) is this installation's: the settings hash holds no
+library version, so after a library change the patients are extracted again rather than mixed; a
+worker whose digest differs from the run's (a Dask worker with other libraries) has its patients
+recorded as failures. ``cohort.json`` holds the run's full fingerprint, which ``train`` stores in the
+model file. A killed run resumes and loses nothing; failed patients are tried again. ``DIR/.lock`` keeps two runs from writing to one folder (a lock left by a dead process on this
 machine is taken over).
 """
 
@@ -111,9 +115,13 @@ def input_fingerprint(inputs, settings_hash: str, digests: dict | None = None) -
     return fp, files
 
 
-def _unchanged(previous: dict | None, inputs, settings_hash: str, out_dir=None) -> bool:
-    """True when a stored patient result still matches the inputs and settings (and is complete)."""
+def _unchanged(previous: dict | None, inputs, settings_hash: str, out_dir=None, compatibility=None) -> bool:
+    """True when a stored patient result still matches the inputs and settings (and is complete), and,
+    with ``compatibility`` (:func:`fingerprint.digest`), was computed by an installation that computes
+    the reference features bit for bit as this one (the settings hash holds no library version)."""
     if not previous or previous.get("schema") != PATIENT_SCHEMA or previous.get("settings_hash") != settings_hash:
+        return False
+    if compatibility is not None and previous.get("compatibility") != compatibility:
         return False
     if out_dir is not None and patient_features(previous, out_dir) is None:
         return False      # its column list is missing or does not fit: extract again
@@ -336,12 +344,14 @@ def worker_threads() -> dict:
 
 
 def init_worker(options=None) -> None:
-    """A worker's start: pin threads to one, import pyradiomics and build the extractors once,
-    so that no patient pays for the imports."""
+    """A worker's start: pin threads to one, import pyradiomics, build the extractors and compute
+    the compatibility digest once, so that no patient pays for them."""
     pin_threads()
     if options is not None:
+        from .fingerprint import digest
         from .pipeline import extractors
         extractors(options)
+        digest(options)
 
 
 _init_worker = init_worker   # the earlier name
@@ -349,12 +359,14 @@ _init_worker = init_worker   # the earlier name
 
 def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
     """Extract one patient and write its JSON (in the worker, so it is on disk as soon as it is done)."""
+    from .fingerprint import digest
     from .pipeline import extract_patient
 
     t0 = time.perf_counter()
     pid = inputs.patient_id
     try:
         fingerprint, files = input_fingerprint(inputs, settings_hash)
+        compatibility = digest(options)     # this worker's installation (once per process)
         result = extract_patient(inputs, options)
         if result.record.get("settings_hash") != settings_hash:
             raise DoseRadiomicsError(f"the extraction's settings hash {result.record.get('settings_hash')} "
@@ -362,7 +374,7 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
         columns_id = _store_columns(out_dir, list(result.features))
         record = {k: v for k, v in result.record.items() if k != "parameters"}   # once, in cohort.json
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
-               "fingerprint": fingerprint, "inputs": files, "seconds": round(time.perf_counter() - t0, 3),
+               "fingerprint": fingerprint, "compatibility": compatibility, "inputs": files, "seconds": round(time.perf_counter() - t0, 3),
                "record": record, "columns": columns_id, "values": list(result.features.values())}
         atomic_write_text(patient_json_path(out_dir, pid), json.dumps(jsonable(doc), separators=(",", ":")))
         return {"patient_id": pid, "status": "done", "seconds": time.perf_counter() - t0}
@@ -447,6 +459,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     'done', 'failed' or 'skipped').
     """
     from .environment import library_versions
+    from .fingerprint import compute as compute_fingerprint, digest
     from .manifest import read_manifest
     from .pipeline import ExtractionOptions, extractors, options_settings_hash
 
@@ -460,6 +473,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     (out / "patients").mkdir(parents=True, exist_ok=True)
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     settings_hash = options_settings_hash(options)
+    compatibility = digest(options)
     patients = manifest.patients()
     order = [p.patient_id for p in patients]
     workers = max(1, int(workers))
@@ -500,7 +514,8 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
         for p in patients:
             if p.patient_id in missing:
                 finish(p.patient_id, "failed", _failure(p.patient_id, missing[p.patient_id]))
-            elif _unchanged(_read_patient_json(patient_json_path(out, p.patient_id)), p, settings_hash, out):
+            elif _unchanged(_read_patient_json(patient_json_path(out, p.patient_id)), p, settings_hash, out,
+                            compatibility):
                 finish(p.patient_id, "skipped")
             else:
                 todo.append(p)
@@ -533,6 +548,18 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             if close is not None:
                 close()      # a generator's finally: shuts its pool or cluster down
         bar.close()
+        # A worker elsewhere (Dask) whose libraries compute differently: its patients are not mixed in.
+        for pid in order:
+            doc = _read_patient_json(patient_json_path(out, pid))
+            if doc and doc.get("settings_hash") == settings_hash and doc.get("compatibility") != compatibility:
+                n_failed += 1
+                failures[pid] = {"patient_id": pid, "kind": "IncompatibleWorker", "file": "",
+                                 "message": f"patient {pid}: extracted by a worker whose libraries compute the "
+                                            f"reference features differently from this installation "
+                                            f"(fingerprint {doc.get('compatibility')} vs {compatibility}); "
+                                            "give every worker the same environment and rerun"}
+                patient_json_path(out, pid).unlink(missing_ok=True)
+                _write_failures(failures_path, failures, order)
 
         features = collect_features(order, out, settings_hash)
         _write_features_csv(out / "features.csv", features)
@@ -543,6 +570,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             "manifest": str(manifest.path),
             "settings_hash": settings_hash,
             "options": options.to_dict(),
+            "fingerprint": compute_fingerprint(options),    # train stores it in the model file
             "parameters": {m: e.parameters for m, e in extractors(options).items()},
             "workers": workers,
             "engine": engine,

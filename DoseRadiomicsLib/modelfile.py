@@ -13,7 +13,9 @@ Layout (``schema_version`` 1)::
       "model_order": [...],
       "clinical_coding": {variable: {kind, encoded, levels, reference, dummy_levels, impute, label}},
       "risk": {"model": "combined", "cutoff": c, "rule": ...},
-      "extraction": {"settings_hash": h, "options": {ExtractionOptions fields} | null},
+      "extraction": {"settings_hash": h, "options": {ExtractionOptions fields} | null,
+                     "fingerprint": {phantom_version, features: {<ROI>__<feature>: value},
+                                     library_versions, seconds} | null},   # see fingerprint.py
       "cohort": {n, events, train: {n, events}, validation: {...}, split, ...},
       "cohort_table": [Table-1 rows], "selection": {ROI model: univariate p, LASSO lambdas, CV curve},
       "clinical_analysis": {univariate, multivariate, candidates, independent, imputed},
@@ -146,6 +148,16 @@ def _validate(content: dict, path) -> None:
     opts = content["extraction"].get("options")
     if opts is not None and not isinstance(opts, dict):
         fail("extraction options are not a JSON object")
+    fingerprint = content["extraction"].get("fingerprint")
+    if fingerprint is not None:
+        if not isinstance(fingerprint, dict) or not isinstance(fingerprint.get("features"), dict) \
+                or not isinstance(fingerprint.get("library_versions", {}), dict):
+            fail("the extraction fingerprint is not an object with 'features' and 'library_versions'")
+        if not all(v is None or _finite(v) for v in fingerprint["features"].values()):
+            fail("the extraction fingerprint holds a feature value that is not a finite number or null")
+        pv = fingerprint.get("phantom_version")
+        if not isinstance(pv, int) or isinstance(pv, bool):
+            fail(f"the extraction fingerprint's phantom_version {pv!r} is not an integer")
 
     coding = content["clinical_coding"]
     clinical_inputs = set()

@@ -92,9 +92,12 @@ def extractors(options: ExtractionOptions) -> dict:
 
 
 def options_settings_hash(options: ExtractionOptions) -> str:
-    """A short hash of everything that decides feature values; models refuse features of another."""
-    import radiomics
+    """A short hash of the settings that decide feature values; models refuse features of another.
 
+    Only parameters and options: no library version. Whether this installation's libraries compute
+    the same values as the training one is measured, not guessed from version strings (which differ
+    for the same code depending on how it was installed): see :mod:`fingerprint`.
+    """
     ex = extractors(options)
     payload = {
         "ct_parameters": ex["CT"].parameters,
@@ -102,7 +105,6 @@ def options_settings_hash(options: ExtractionOptions) -> str:
         "isodose_gy": list(options.isodose_gy),
         "isodose_touching_gtv": options.isodose_touching_gtv,
         "axis": options.axis,
-        "pyradiomics": radiomics.__version__,
     }
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 

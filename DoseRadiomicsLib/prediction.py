@@ -1,5 +1,9 @@
 """Apply a model file to one new patient: each model's probability and the risk group.
 
+Before anything is predicted, :func:`check_compatibility` recomputes the model's reference
+features (its compatibility fingerprint, :mod:`fingerprint`) and refuses a model that this
+installation's libraries would not reproduce; ``predict`` (both routes) and the Slicer module do.
+
 :func:`predict_from_features` is what the Slicer module and the ``predict`` command call. Nothing is
 imputed at prediction time: a model whose inputs are missing is not computed, its missing inputs
 are listed in ``missing``, and when the combined model cannot be computed (typically because a
@@ -133,6 +137,15 @@ def check_settings_hash(model: dict, features_hash, *, model_path=None, where: s
                  "(predict from images uses them automatically), or retrain the model")
 
 
+def check_compatibility(model: dict, *, model_path=None) -> dict:
+    """Refuse the model unless this installation computes its reference features (ModelFileError).
+
+    The model's fingerprint (:mod:`fingerprint`) recomputed here, once per process per model.
+    """
+    from .fingerprint import check_model
+    return check_model(model, model_path=model_path)
+
+
 def parse_clinical(items) -> dict:
     """``["hb=120", "t_stage=T3"]`` -> ``{"hb": "120", "t_stage": "T3"}``."""
     out = {}
@@ -176,11 +189,17 @@ def predict_from_images(model: dict, ct, dose, gtv, *, gtv_name=None, dose_unit=
                              hint="upgrade DoseRadiomics to the version that trained the model") from None
     check_settings_hash(model, options_settings_hash(options), model_path=model_path,
                         where="this installation's extraction settings")
+    check_compatibility(model, model_path=model_path)
     result = extract_patient(PatientInputs(patient_id=patient_id, ct=str(ct), dose=str(dose), gtv=str(gtv),
                                            gtv_name=gtv_name, dose_unit=dose_unit), options, progress=progress)
     check_settings_hash(model, result.record.get("settings_hash"), model_path=model_path,
                         where="the extracted features")
     return dict(result.features), result.record
+
+
+def _say_compatible(checked: dict) -> None:
+    print(f"compatibility: this installation computes the model's {checked['compared']} reference "
+          f"features (built-in phantom) as the training one did")
 
 
 def run(args) -> int:
@@ -193,6 +212,7 @@ def run(args) -> int:
             print("warning: the features file has no settings_hash column: cannot check the extraction "
                   "settings match the model's")
         check_settings_hash(model, fhash, model_path=args.model, where=f"the features in {args.features}")
+        _say_compatible(check_compatibility(model, model_path=args.model))
     else:
         if not (args.ct and args.dose and args.gtv):
             raise InputError("give either --features, or --ct, --dose and --gtv",
@@ -201,6 +221,7 @@ def run(args) -> int:
         features, _ = predict_from_images(model, args.ct, args.dose, args.gtv, gtv_name=args.gtv_name,
                                           dose_unit=args.dose_unit, patient_id=pid, model_path=args.model,
                                           progress=lambda msg: print(msg))
+        _say_compatible(check_compatibility(model, model_path=args.model))   # done already: cached
     out = predict_from_features(model, features, clinical)
     out = {"patient_id": pid, "model": str(args.model), **out}
     for name, p in out["probabilities"].items():

@@ -260,6 +260,7 @@ class TrainedModels:
     cutoff: float
     settings_hash: str | None
     extraction_options: dict | None
+    fingerprint: dict | None
     cohort: dict
     selection: dict
     clinical_analysis: dict
@@ -296,7 +297,8 @@ class TrainedModels:
             "clinical_coding": self.clinical_coding,
             "risk": {"model": "combined", "cutoff": self.cutoff, "rule": "Youden index on the training "
                      "cohort's combined-model probabilities; probability >= cutoff is high risk"},
-            "extraction": {"settings_hash": self.settings_hash, "options": self.extraction_options},
+            "extraction": {"settings_hash": self.settings_hash, "options": self.extraction_options,
+                           "fingerprint": self.fingerprint},
             "cohort": self.cohort,
             "cohort_table": self.cohort_table,
             "selection": self.selection,
@@ -751,7 +753,7 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                  alpha_univariate: float = 0.05, split_column: str | None = "split",
                  train_fraction: float = 0.7, roi_models: dict | None = None,
                  extraction_options: dict | None = None, ground_truth: pd.Series | None = None,
-                 repeated_splits: int = REPEATED_SPLITS) -> TrainedModels:
+                 repeated_splits: int = REPEATED_SPLITS, fingerprint="compute") -> TrainedModels:
     """Fit the paper's six models on the training cohort and evaluate them in both cohorts.
 
     ``features``: the cohort's features table (``patient_id`` column or index, ``settings_hash``,
@@ -760,6 +762,10 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     probability per patient id (synthetic cohorts): its validation AUC (the oracle) is recorded,
     and, when ``repeated_splits`` > 0, the :func:`repeated_split_assessment` over that many further
     random splits (seeds ``seed + 1`` ...) in ``ground_truth["repeated_splits"]``.
+    ``fingerprint``: the compatibility fingerprint stored in the model file (:mod:`fingerprint`):
+    "compute" (default) computes it here for ``extraction_options`` (the defaults if None), which is
+    right when the features were extracted with this installation; None leaves it out, and
+    ``predict`` then refuses the model.
     Raises DataError when the data cannot support the analysis.
     """
     from .environment import library_versions
@@ -968,7 +974,8 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                              "risk_group": np.where(high == 1, "high", "low")})
     return TrainedModels(
         models=models, clinical_coding=coding, cutoff=cutoff, settings_hash=settings_hash,
-        extraction_options=extraction_options, cohort=cohort_summary, selection=selection,
+        extraction_options=extraction_options, fingerprint=_fingerprint(fingerprint, extraction_options),
+        cohort=cohort_summary, selection=selection,
         clinical_analysis=clinical_analysis, evaluation=evaluation, comparisons=comparisons,
         survival=survival, cohort_table=cohort_table(df, cohort, coding),
         settings={"seed": seed, "lasso_rule": lasso_rule, "alpha_univariate": alpha_univariate,
@@ -977,6 +984,21 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                   "univariate_test": "t-test if Shapiro-Wilk accepts normality (p > 0.05), else Mann-Whitney U",
                   "clinical_selection": "univariate logistic p < 0.1 -> multivariate; independent p < 0.05"},
         library_versions=library_versions(), notes=notes, ground_truth=gt, patients=patients)
+
+
+def _fingerprint(fingerprint, extraction_options):
+    if isinstance(fingerprint, str) and fingerprint == "compute":
+        from . import fingerprint as fp
+        from .pipeline import ExtractionOptions
+        try:
+            options = ExtractionOptions(**extraction_options) if extraction_options else ExtractionOptions()
+        except TypeError as exc:
+            raise DataError(f"the cohort's extraction options are not understood: {exc}",
+                            hint="re-extract the cohort with this version of DoseRadiomics") from None
+        return fp.compute(options)
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise TypeError("fingerprint must be 'compute', a dict from fingerprint.compute or None")
+    return fingerprint
 
 
 # --------------------------------------------------------------------------------------------
@@ -1010,8 +1032,8 @@ def read_ground_truth(path) -> pd.Series:
     return pd.to_numeric(frame.set_index("patient_id")[candidates[0]], errors="coerce").dropna()
 
 
-def _find_extraction_options(features_path):
-    """Extraction options recorded beside a cohort's features.csv, if cohort-extract wrote them."""
+def _find_extraction_record(features_path) -> tuple:
+    """(options, fingerprint) recorded beside a cohort's features.csv by cohort-extract, else None."""
     import json
     from pathlib import Path
     folder = Path(features_path).resolve().parent
@@ -1024,8 +1046,9 @@ def _find_extraction_options(features_path):
                 continue
             opts = data.get("options", data.get("extraction_options")) if isinstance(data, dict) else None
             if isinstance(opts, dict):
-                return opts
-    return None
+                fp = data.get("fingerprint")
+                return opts, (fp if isinstance(fp, dict) and isinstance(fp.get("features"), dict) else None)
+    return None, None
 
 
 def format_auc_table(trained: TrainedModels) -> str:
@@ -1044,9 +1067,12 @@ def run(args) -> int:
     features = read_features(args.features)
     manifest = read_manifest(args.manifest)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
+    # The fingerprint of the installation that extracted the features (cohort.json), else this one's.
+    options, fingerprint = _find_extraction_record(args.features)
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
-                           extraction_options=_find_extraction_options(args.features), ground_truth=truth,
-                           repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS))
+                           extraction_options=options, ground_truth=truth,
+                           repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS),
+                           fingerprint=fingerprint or "compute")
     save_model(trained, args.out)
     c = trained.cohort
     print(f"cohort: {c['n']} patients ({c['events']} resistant); training {c['train']['n']} "

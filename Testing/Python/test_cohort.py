@@ -104,6 +104,34 @@ def test_failing_patients_are_recorded_and_removed_once_fixed(reference, cohort_
     assert (out / "features.csv").read_bytes() == (ref_out / "features.csv").read_bytes()
 
 
+def test_a_library_that_computes_differently_re_extracts_everyone(reference, cohort_dir, tmp_path, monkeypatch):
+    """The settings hash holds no library version: resuming must still never reuse another library's
+    features. A pyradiomics whose glcm Contrast is 1 % higher (same version string) extracts all again."""
+    from radiomics import glcm
+
+    from DoseRadiomicsLib import fingerprint, training
+
+    ref_out, _ = reference
+    summary = json.loads((ref_out / "cohort.json").read_text())
+    assert training._find_extraction_record(ref_out / "features.csv")[1] == summary["fingerprint"]
+    assert len(summary["fingerprint"]["features"]) == 3 * 1595
+    out = tmp_path / "out"
+    shutil.copytree(ref_out, out)
+    original = glcm.RadiomicsGLCM.getContrastFeatureValue
+    monkeypatch.setattr(glcm.RadiomicsGLCM, "getContrastFeatureValue", lambda self: original(self) * 1.01)
+    fingerprint.clear_cache()
+    try:
+        r = run_cohort(cohort_dir / "manifest.csv", out, workers=1, progress=False)
+    finally:
+        monkeypatch.undo()
+        fingerprint.clear_cache()
+    assert (r.n_done, r.n_skipped, r.n_failed) == (N, 0, 0)
+    new, ref = pd.read_csv(out / "features.csv"), pd.read_csv(ref_out / "features.csv")
+    col = "GTV__original_glcm_Contrast"
+    assert new[col].tolist() == pytest.approx((ref[col] * 1.01).tolist(), rel=1e-12)
+    assert new["GTV__original_firstorder_Mean"].tolist() == ref["GTV__original_firstorder_Mean"].tolist()
+
+
 def test_killed_parallel_run_resumes_with_identical_output(reference, cohort_dir, tmp_path):
     ref_out, _ = reference
     cmd = [sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest",

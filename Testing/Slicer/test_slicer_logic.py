@@ -140,7 +140,8 @@ def test_edited_roi_segment_changes_the_extracted_roi(workflow):
 
 def _hand_made_model(tmp_path, features, settings_hash):
     """A small model file, valid for DoseRadiomicsLib.modelfile, built on this patient's feature names."""
-    from DoseRadiomicsLib import modelfile
+    from DoseRadiomicsLib import fingerprint, modelfile
+    from DoseRadiomicsLib.pipeline import ExtractionOptions
     from DoseRadiomicsLib.training import RDM_SCORE
 
     def roi_model(names, coefs, intercept):
@@ -161,7 +162,8 @@ def _hand_made_model(tmp_path, features, settings_hash):
                                 "coefficients": [1.1], "intercept": 0.05, "intercept_only": False}},
         "model_order": ["clinical", "RM_GTV", "DM_GTV", "DM_50Gy", "RDM", "combined"],
         "clinical_coding": {}, "risk": {"model": "combined", "cutoff": 0.498, "rule": "Youden"},
-        "extraction": {"settings_hash": settings_hash, "options": None}, "cohort": {"n": 10},
+        "extraction": {"settings_hash": settings_hash, "options": None,
+                       "fingerprint": fingerprint.compute(ExtractionOptions())}, "cohort": {"n": 10},
         "library_versions": {},
         "evaluation": {"validation": {
             "combined": {"roc": {"fpr": [0, 0.2, 0.5, 1], "tpr": [0, 0.6, 0.9, 1]},
@@ -222,6 +224,25 @@ def test_predict_refuses_features_with_other_settings(workflow, tmp_path):
     path, _ = _hand_made_model(tmp_path, workflow.lib_features, "0123456789abcdef")
     with pytest.raises(ModelFileError, match="settings hash mismatch"):
         workflow.logic.predict(workflow.features, str(path), settingsHash=workflow.settings_hash)
+
+
+def test_predict_refuses_a_model_this_installation_does_not_reproduce(workflow, tmp_path, monkeypatch):
+    """The library's compatibility check runs in the Logic too: a changed pyradiomics formula is refused."""
+    from radiomics import glcm
+    from DoseRadiomicsLib import fingerprint
+    from DoseRadiomicsLib.errors import ModelFileError
+
+    path, _ = _hand_made_model(tmp_path, workflow.lib_features, workflow.settings_hash)
+    original = glcm.RadiomicsGLCM.getContrastFeatureValue
+    monkeypatch.setattr(glcm.RadiomicsGLCM, "getContrastFeatureValue", lambda self: original(self) * 1.01)
+    fingerprint.clear_cache()
+    try:
+        with pytest.raises(ModelFileError, match=r"reference features differently.*glcm_Contrast"):
+            workflow.logic.predict(workflow.features, str(path), settingsHash=workflow.settings_hash)
+    finally:
+        monkeypatch.undo()
+        fingerprint.clear_cache()
+    assert workflow.logic.predict(workflow.features, str(path), settingsHash=workflow.settings_hash)["result"]
 
 
 def test_bundled_demo_model_predicts_the_librarys_probabilities(workflow, module):
