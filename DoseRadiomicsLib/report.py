@@ -81,10 +81,10 @@ def _figure_setup():
 # Figures
 
 
-def roc_figure(model: dict) -> str:
+def roc_figure(model: dict, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (key, title) in zip(axes, COHORTS):
+    for ax, (key, title) in zip(axes, cohorts):
         for name in MODEL_NAMES:
             ev = model["evaluation"].get(key, {}).get(name) or {}
             if ev.get("roc"):
@@ -96,10 +96,10 @@ def roc_figure(model: dict) -> str:
     return _png(fig)
 
 
-def decision_figure(model: dict) -> str:
+def decision_figure(model: dict, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (key, title) in zip(axes, COHORTS):
+    for ax, (key, title) in zip(axes, cohorts):
         dc = None
         lo, hi = 0.0, 0.0
         for name in MODEL_NAMES:
@@ -117,10 +117,10 @@ def decision_figure(model: dict) -> str:
     return _png(fig)
 
 
-def calibration_figure(model: dict) -> str:
+def calibration_figure(model: dict, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (key, title) in zip(axes, COHORTS):
+    for ax, (key, title) in zip(axes, cohorts):
         for name in MODEL_NAMES:
             cc = (model["evaluation"].get(key, {}).get(name) or {}).get("calibration_curve")
             if cc:
@@ -131,11 +131,11 @@ def calibration_figure(model: dict) -> str:
     return _png(fig)
 
 
-def km_figure(model: dict, endpoint: str) -> str:
+def km_figure(model: dict, endpoint: str, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     data = model["survival"]["endpoints"][endpoint]
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.2), gridspec_kw={"height_ratios": [4, 1]})
-    for col, (key, title) in enumerate(COHORTS):
+    for col, (key, title) in enumerate(cohorts):
         ax, tab = axes[0, col], axes[1, col]
         s = data.get(key)
         tab.axis("off")
