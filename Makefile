@@ -30,6 +30,7 @@ demo: $(STAMP)
 	bash Resources/demo.sh $(DEMO_OUT)
 
 test: $(STAMP)
+	bash Testing/Browser/install_chromium.sh  # the reports are checked in headless Chromium (apt, once)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
 
 benchmark: $(STAMP)

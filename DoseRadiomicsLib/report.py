@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import ModelFileError
 from .modelfile import MODEL_NAMES, load_model
+from .report_trust import add_anchors, trust_sections
 
 COHORTS = (("train", "Training cohort"), ("validation", "Validation cohort"))
 COLOURS = {"clinical": "#1f77b4", "RM_GTV": "#9467bd", "DM_GTV": "#8c564b", "DM_50Gy": "#ff7f0e",
@@ -391,6 +392,7 @@ def render_report(model: dict) -> str:
                 f"{num(q['oracle_auc']['median'])} (IQR {num(q['oracle_auc']['q1'])}–{num(q['oracle_auc']['q3'])}); "
                 f"oracle minus combined median {num(q['difference']['median'])}, below 0.1 in "
                 f"{num(100 * rep['within_0_1'], 0)} % of splits. Each split: {e(rep.get('method', '').removeprefix('per seed: '))}.</p>")
+    parts += trust_sections(model)  # EPV, separation, optimism, TRIPOD+AI (report_trust.py)
     ext = model.get("extraction", {})
     parts += ["<h2>Reproducibility</h2>",
               f"<p>Extraction settings hash <code>{e(ext.get('settings_hash'))}</code>; options "
@@ -400,7 +402,7 @@ def render_report(model: dict) -> str:
     if notes:
         parts += ["<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>"]
     parts.append("</body></html>")
-    return "\n".join(parts)
+    return add_anchors("\n".join(parts))
 
 
 def write_report(model_path, out_path) -> Path:
