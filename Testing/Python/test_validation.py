@@ -224,3 +224,15 @@ def test_harmonised_model_validates_a_known_centre_and_refuses_an_unknown_one(tm
     with pytest.raises(InputError, match="centre 'NEW' is not one the model's ComBat harmonisation knows") as err:
         validate_cohort(model, ext, ext_manifest)
     assert err.value.patient == "E000"
+
+
+def test_refuses_a_features_table_without_the_models_features(dev, tmp_path, capsys):
+    folder, model = dev
+    features, manifest, truth = _external(seed=24, n=60)
+    used = model["models"]["RDM"]["features"][0]
+    cohort = _write(tmp_path / "lacking", features.drop(columns=used), manifest, truth)
+    rc = cli.main(["validate", "--model", str(folder / "model.json"), "--features", str(cohort / "features.csv"),
+                   "--manifest", str(cohort / "manifest.csv"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "lacks 1 feature(s) the model uses" in err and used in err and "features.csv" in err
