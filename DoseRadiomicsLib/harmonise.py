@@ -177,8 +177,9 @@ def harmonise_features(entry: dict | None, features: dict, centre) -> tuple[dict
             return features, [f"centre {centre!r} is not one the model was harmonised on ({known}): "
                               "features used unadjusted (the model's unknown-centre policy)"]
         raise InputError(f"centre {centre!r} is not one the model's ComBat harmonisation knows ({known})",
-                         hint="give the patient's centre (--centre), or retrain with --harmonise-unknown-centre "
-                              "unadjusted to use features of new centres as measured")
+                         hint="give the patient's centre (predict --centre, or the manifest's centre column for "
+                              "validate), or retrain with --harmonise-unknown-centre unadjusted to use features of "
+                              "new centres as measured")
     out = dict(features)
     g, d = entry["gamma_star"][centre], entry["delta_star_sq"][centre]
     for f, loc, s, gi, di in zip(entry["features"], entry["location"], entry["sigma"], g, d):

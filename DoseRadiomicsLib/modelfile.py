@@ -20,6 +20,7 @@ Layout (``schema_version`` 1)::
       "evaluation": {cohort: {model: {auc, ci, classification, roc, calibration, decision_curve}}},
       "comparisons": [DeLong tests], "survival": {cutoff, endpoints: {pfs|os: {cohort: KM...}}},
       "settings": {...}, "library_versions": {...}, "notes": [...], "ground_truth": {...} | null,
+      "harmonisation": {ComBat per-centre location/scale, see harmonise.py}   # only with --harmonise
       "checksum": sha256 of the canonical JSON of everything else
     }
 

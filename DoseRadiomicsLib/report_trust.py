@@ -181,11 +181,12 @@ def tripod_ai_items(model: dict) -> list:
         ("12a", "Use of the data (development/evaluation split)", "reported", f"{methods}: {e_split(model)}"),
         ("12b", "Predictor handling (transformations, harmonisation)", "reported",
          f"{methods}: min-max normalisation fitted on training"
-         + ("; ComBat harmonisation by centre" if h else "")),
+         + (f"; {_link('Harmonisation')}: ComBat by centre" if h else "")),
         ("12c", "Model type, building, selection, internal validation", "reported",
          f"{methods}; {feats}; {iv_link}"),
         ("12d", "Heterogeneity between centres", "reported" if (loco or h) else "not done",
-         ("leave-one-centre-out in " + iv_link if loco else "") + ("; ComBat" if h else "")
+         "; ".join(x for x in ("leave-one-centre-out in " + iv_link if loco else "",
+                               _link("Harmonisation") + ": ComBat" if h else "") if x)
          or "the manifest's centres were not used (no harmonisation, no leave-one-centre-out)"),
         ("12e", "Performance measures and their rationale", "reported",
          f"{perf}: AUC with DeLong CI, accuracy/sensitivity/specificity at the Youden cut-off; {calib}; {dca}"),
@@ -243,8 +244,20 @@ def _tripod_section(model: dict) -> str:
             + table(["Item", "Topic", "Status", "Where in this report, or why not"], rows))
 
 
+def _harmonisation_section(model: dict) -> str:
+    from .report import e, table
+    h = model["harmonisation"]
+    rows = [[e(c), e(h.get("n_train", {}).get(c)), e(h.get("iterations", {}).get(c))] for c in h["centres"]]
+    return (f"<p>ComBat ({e(h.get('reference'))}) fitted on the training cohort before normalisation, protecting "
+            f"{e(', '.join(h.get('covariates', [])))}; applied to every patient as <code>{e(h.get('applied_as'))}"
+            f"</code>. Stored for the {len(h['features'])} features the models use. A patient of another "
+            f"centre: {e(h['unknown_centre'])}.</p>"
+            + table(["Centre", "Training patients", "EB iterations"], rows, numeric=(1, 2)))
+
+
 def trust_sections(model: dict) -> list:
     """The report's parts (HTML strings) of this module, in order."""
-    return ["<h2>Events per variable and separation</h2>", _epv_section(model),
+    harmonised = ["<h2>Harmonisation</h2>", _harmonisation_section(model)] if model.get("harmonisation") else []
+    return [*harmonised, "<h2>Events per variable and separation</h2>", _epv_section(model),
             "<h2>Internal validation</h2>", _optimism_section(model),
             '<h2>TRIPOD+AI checklist</h2>', _tripod_section(model)]

@@ -230,6 +230,12 @@ def test_model_file_applies_combat_unchanged_in_predict(multicentre, tmp_path):
         predict_from_features(model, feats.loc[pid].to_dict(), centre="Z")
     with pytest.raises(InputError, match="centre None"):
         predict_from_features(model, feats.loc[pid].to_dict())
+    # the report says what was done, per centre
+    from DoseRadiomicsLib.report_trust import trust_sections, tripod_ai_items
+    html = "".join(trust_sections(model))
+    n_a = int((manifest.df.loc[trained.patients.index[trained.patients["cohort"] == "train"], "centre"] == "A").sum())
+    assert "<h2>Harmonisation</h2>" in html and f'<td>A</td><td class="num">{n_a}</td>' in html
+    assert {i[0]: i[2] for i in tripod_ai_items(model)}["12d"] == "reported"
     # the CLI takes --centre
     feats.loc[[pid]].reset_index().to_csv(tmp_path / "one.csv", index=False)
     assert cli.main(["predict", "--model", str(path), "--features", str(tmp_path / "one.csv"),
