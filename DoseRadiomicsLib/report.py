@@ -15,6 +15,7 @@ import io
 from pathlib import Path
 
 from .errors import ModelFileError
+from .fileio import atomic_write_text
 from .modelfile import MODEL_NAMES, load_model
 from .report_trust import add_anchors, trust_sections
 
@@ -419,7 +420,7 @@ def write_report(model_path, out_path) -> Path:
                                   "truncated file lacks the report's sections") from None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    atomic_write_text(out, text)
     return out
 
 
