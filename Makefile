@@ -70,6 +70,7 @@ test:
 	$(MAKE) test-slicer-envs
 
 test-main: $(STAMP)
+	bash Testing/Browser/install_chromium.sh  # the reports are checked in headless Chromium (apt, once)
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
 
 test-slicer-envs: $(SLICER_STAMPS)

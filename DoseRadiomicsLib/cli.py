@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "DoseRadiomicsLib.training",    # train
     "DoseRadiomicsLib.prediction",  # predict
     "DoseRadiomicsLib.report",      # report
+    "DoseRadiomicsLib.validation",  # validate
 ]
 
 

@@ -22,6 +22,7 @@ Layout (``schema_version`` 1)::
       "evaluation": {cohort: {model: {auc, ci, classification, roc, calibration, decision_curve}}},
       "comparisons": [DeLong tests], "survival": {cutoff, endpoints: {pfs|os: {cohort: KM...}}},
       "settings": {...}, "library_versions": {...}, "notes": [...], "ground_truth": {...} | null,
+      "harmonisation": {ComBat per-centre location/scale, see harmonise.py}   # only with --harmonise
       "checksum": sha256 of the canonical JSON of everything else
     }
 
@@ -207,3 +208,34 @@ def _validate(content: dict, path) -> None:
                 fail(f"model {name}: clinical input {f!r} has no coding in clinical_coding")
             elif s == "model:RDM" and name != "combined":
                 fail(f"model {name}: only the combined model takes the RDM score")
+    if content.get("harmonisation") is not None:
+        _validate_harmonisation(content["harmonisation"], fail)
+
+
+def _validate_harmonisation(h, fail) -> None:
+    """The ComBat block (train --harmonise combat): plain numbers, one per feature and centre."""
+    if not isinstance(h, dict) or h.get("method") != "combat":
+        fail("harmonisation is not a ComBat block")
+    feats = h.get("features")
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        fail("harmonisation features must be a list of names")
+    if h.get("unknown_centre") not in ("refuse", "unadjusted"):
+        fail(f"harmonisation unknown-centre policy {h.get('unknown_centre')!r} is not refuse/unadjusted")
+    for key in ("location", "sigma"):
+        v = h.get(key)
+        if not isinstance(v, list) or len(v) != len(feats) or not all(_finite(x) for x in v):
+            fail(f"harmonisation {key} must be {len(feats)} finite numbers")
+    if not all(x > 0 for x in h["sigma"]):
+        fail("harmonisation sigma must be positive")
+    centres = h.get("centres")
+    if not isinstance(centres, list) or not centres:
+        fail("harmonisation has no centres")
+    for key in ("gamma_star", "delta_star_sq"):
+        block = h.get(key)
+        if not isinstance(block, dict) or sorted(block) != sorted(str(c) for c in centres):
+            fail(f"harmonisation {key} must have one entry per centre")
+        for c, v in block.items():
+            if not isinstance(v, list) or len(v) != len(feats) or not all(_finite(x) for x in v):
+                fail(f"harmonisation {key} of centre {c!r} must be {len(feats)} finite numbers")
+            if key == "delta_star_sq" and not all(x > 0 for x in v):
+                fail(f"harmonisation delta_star_sq of centre {c!r} must be positive")

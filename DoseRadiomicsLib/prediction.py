@@ -64,7 +64,8 @@ def _encode_clinical(model: dict, clinical: Mapping | None) -> tuple[dict, list]
     return encoded, missing
 
 
-def predict_from_features(model: dict, features: Mapping[str, float], clinical: Mapping | None = None) -> dict:
+def predict_from_features(model: dict, features: Mapping[str, float], clinical: Mapping | None = None,
+                          centre=None) -> dict:
     """Probabilities of resistance from one patient's features (``<ROI>__<feature>`` -> value).
 
     ``model`` is a dict from :func:`modelfile.load_model`; ``clinical`` maps the manifest's
@@ -72,10 +73,13 @@ def predict_from_features(model: dict, features: Mapping[str, float], clinical: 
     Returns ``dict(probabilities={model: p} for the models that could be computed,
     risk_group="high"|"low"|None, cutoff, combined_probability (or None), rdm_score (RDM log-odds
     or None), missing=[input names / clinical variables not given], warnings=[...])``.
-    The risk group is "high" when the combined probability is >= the cut-off.
+    The risk group is "high" when the combined probability is >= the cut-off. A model trained with
+    ComBat harmonisation needs the patient's ``centre`` (see :func:`harmonise.harmonise_features`).
     """
+    from .harmonise import harmonise_features
     models = model["models"]
-    probabilities, linear, missing, warnings = {}, {}, [], []
+    features, warnings = harmonise_features(model.get("harmonisation"), features, centre)
+    probabilities, linear, missing = {}, {}, []
     outside = []
     for name in FEATURE_MODELS:
         m = models[name]
@@ -222,7 +226,7 @@ def run(args) -> int:
                                           dose_unit=args.dose_unit, patient_id=pid, model_path=args.model,
                                           progress=lambda msg: print(msg))
         _say_compatible(check_compatibility(model, model_path=args.model))   # done already: cached
-    out = predict_from_features(model, features, clinical)
+    out = predict_from_features(model, features, clinical, centre=args.centre)
     out = {"patient_id": pid, "model": str(args.model), **out}
     for name, p in out["probabilities"].items():
         print(f"{name:10s} P(resistant) = {p:.3f}")
@@ -254,5 +258,6 @@ def register_cli(subparsers) -> None:
     p.add_argument("--dose-unit", help="unit of the dose image when not DICOM (Gy or cGy)")
     p.add_argument("--clinical", nargs="*", default=[], metavar="KEY=VALUE",
                    help="clinical values as in the manifest, e.g. hb=118 t_stage=T3")
+    p.add_argument("--centre", help="the patient's centre, for a model trained with --harmonise combat")
     p.add_argument("--out", help="write the prediction to this JSON file")
     p.set_defaults(func=run)

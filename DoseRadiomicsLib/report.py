@@ -15,7 +15,9 @@ import io
 from pathlib import Path
 
 from .errors import ModelFileError
+from .fileio import atomic_write_text
 from .modelfile import MODEL_NAMES, load_model
+from .report_trust import add_anchors, trust_sections
 
 COHORTS = (("train", "Training cohort"), ("validation", "Validation cohort"))
 COLOURS = {"clinical": "#1f77b4", "RM_GTV": "#9467bd", "DM_GTV": "#8c564b", "DM_50Gy": "#ff7f0e",
@@ -81,10 +83,10 @@ def _figure_setup():
 # Figures
 
 
-def roc_figure(model: dict) -> str:
+def roc_figure(model: dict, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (key, title) in zip(axes, COHORTS):
+    for ax, (key, title) in zip(axes, cohorts):
         for name in MODEL_NAMES:
             ev = model["evaluation"].get(key, {}).get(name) or {}
             if ev.get("roc"):
@@ -96,10 +98,10 @@ def roc_figure(model: dict) -> str:
     return _png(fig)
 
 
-def decision_figure(model: dict) -> str:
+def decision_figure(model: dict, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (key, title) in zip(axes, COHORTS):
+    for ax, (key, title) in zip(axes, cohorts):
         dc = None
         lo, hi = 0.0, 0.0
         for name in MODEL_NAMES:
@@ -117,10 +119,10 @@ def decision_figure(model: dict) -> str:
     return _png(fig)
 
 
-def calibration_figure(model: dict) -> str:
+def calibration_figure(model: dict, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, (key, title) in zip(axes, COHORTS):
+    for ax, (key, title) in zip(axes, cohorts):
         for name in MODEL_NAMES:
             cc = (model["evaluation"].get(key, {}).get(name) or {}).get("calibration_curve")
             if cc:
@@ -131,11 +133,11 @@ def calibration_figure(model: dict) -> str:
     return _png(fig)
 
 
-def km_figure(model: dict, endpoint: str) -> str:
+def km_figure(model: dict, endpoint: str, cohorts=COHORTS) -> str:
     plt = _figure_setup()
     data = model["survival"]["endpoints"][endpoint]
     fig, axes = plt.subplots(2, 2, figsize=(11, 6.2), gridspec_kw={"height_ratios": [4, 1]})
-    for col, (key, title) in enumerate(COHORTS):
+    for col, (key, title) in enumerate(cohorts):
         ax, tab = axes[0, col], axes[1, col]
         s = data.get(key)
         tab.axis("off")
@@ -391,6 +393,7 @@ def render_report(model: dict) -> str:
                 f"{num(q['oracle_auc']['median'])} (IQR {num(q['oracle_auc']['q1'])}–{num(q['oracle_auc']['q3'])}); "
                 f"oracle minus combined median {num(q['difference']['median'])}, below 0.1 in "
                 f"{num(100 * rep['within_0_1'], 0)} % of splits. Each split: {e(rep.get('method', '').removeprefix('per seed: '))}.</p>")
+    parts += trust_sections(model)  # EPV, separation, optimism, TRIPOD+AI (report_trust.py)
     ext = model.get("extraction", {})
     parts += ["<h2>Reproducibility</h2>",
               f"<p>Extraction settings hash <code>{e(ext.get('settings_hash'))}</code>; options "
@@ -400,7 +403,7 @@ def render_report(model: dict) -> str:
     if notes:
         parts += ["<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>"]
     parts.append("</body></html>")
-    return "\n".join(parts)
+    return add_anchors("\n".join(parts))
 
 
 def write_report(model_path, out_path) -> Path:
@@ -417,7 +420,7 @@ def write_report(model_path, out_path) -> Path:
                                   "truncated file lacks the report's sections") from None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    atomic_write_text(out, text)
     return out
 
 

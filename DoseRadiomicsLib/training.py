@@ -273,6 +273,7 @@ class TrainedModels:
     notes: list = field(default_factory=list)
     ground_truth: dict | None = None
     patients: pd.DataFrame | None = None
+    harmonisation: dict | None = None
 
     def auc_table(self) -> pd.DataFrame:
         """One row per model and cohort: AUC, DeLong 95% CI, accuracy, sensitivity, specificity."""
@@ -291,6 +292,7 @@ class TrainedModels:
     def to_dict(self) -> dict:
         """The model file's content (without schema header and checksum)."""
         from .fileio import jsonable
+        extra = {"harmonisation": self.harmonisation} if self.harmonisation else {}
         return jsonable({
             "models": self.models,
             "model_order": list(MODEL_NAMES),
@@ -310,6 +312,7 @@ class TrainedModels:
             "library_versions": self.library_versions,
             "notes": self.notes,
             "ground_truth": self.ground_truth,
+            **extra,
         })
 
 
@@ -753,7 +756,8 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                  alpha_univariate: float = 0.05, split_column: str | None = "split",
                  train_fraction: float = 0.7, roi_models: dict | None = None,
                  extraction_options: dict | None = None, ground_truth: pd.Series | None = None,
-                 repeated_splits: int = REPEATED_SPLITS, fingerprint="compute") -> TrainedModels:
+                 repeated_splits: int = REPEATED_SPLITS, fingerprint="compute", harmonise: str | None = None,
+                 harmonise_covariates=(), harmonise_unknown_centre: str = "refuse") -> TrainedModels:
     """Fit the paper's six models on the training cohort and evaluate them in both cohorts.
 
     ``features``: the cohort's features table (``patient_id`` column or index, ``settings_hash``,
@@ -766,6 +770,9 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     "compute" (default) computes it here for ``extraction_options`` (the defaults if None), which is
     right when the features were extracted with this installation; None leaves it out, and
     ``predict`` then refuses the model.
+    ``harmonise="combat"``: ComBat (:mod:`harmonise`) fitted on the training rows, protecting the
+    outcome and ``harmonise_covariates``, applied to every patient before normalisation; stored in
+    the model file's ``harmonisation`` block.
     Raises DataError when the data cannot support the analysis.
     """
     from .environment import library_versions
@@ -802,6 +809,16 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     if dropped_nonfinite or dropped_constant:
         notes.append(f"{dropped_nonfinite} feature(s) with missing values and {dropped_constant} constant "
                      "feature(s) in the training cohort dropped before selection")
+    combat = None
+    if harmonise == "combat":  # before normalisation: ComBat works on the features' own scale
+        from .harmonise import harmonise_cohort
+        X, combat_fit, protected, hnotes = harmonise_cohort(X, df, train, usable, covariates=harmonise_covariates,
+                                                            unknown_centre=harmonise_unknown_centre)
+        combat = (combat_fit, protected)
+        notes += hnotes
+        Xtr_raw = X.loc[train]
+    elif harmonise not in (None, "none"):
+        raise DataError(f"unknown harmonisation {harmonise!r}", hint="use 'combat' or leave it out")
     scaler = MinMaxScaler().fit(Xtr_raw[usable])
     Xn = scaler.transform(X[usable].where(np.isfinite(X[usable]), np.nan))
     Xn.index = X.index
@@ -969,6 +986,11 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
         "n_features_extracted": int(X.shape[1]), "n_features_usable": len(usable),
         "dropped_features": {"missing_values": dropped_nonfinite, "constant": dropped_constant},
     }
+    harmonisation = None
+    if combat is not None:
+        from .harmonise import harmonisation_entry
+        used = {f for n in ("RM_GTV", "DM_GTV", "DM_50Gy", "RDM") for f in models[n]["features"]}
+        harmonisation = harmonisation_entry(combat[0], usable, combat[1], harmonise_unknown_centre, keep=used)
     patients = pd.DataFrame({"cohort": cohort, "outcome": y_all,
                              **{f"p_{n}": scores[n] for n in MODEL_NAMES},
                              "risk_group": np.where(high == 1, "high", "low")})
@@ -983,7 +1005,8 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                   "normalisation": "min-max fitted on the training cohort",
                   "univariate_test": "t-test if Shapiro-Wilk accepts normality (p > 0.05), else Mann-Whitney U",
                   "clinical_selection": "univariate logistic p < 0.1 -> multivariate; independent p < 0.05"},
-        library_versions=library_versions(), notes=notes, ground_truth=gt, patients=patients)
+        library_versions=library_versions(), notes=notes, ground_truth=gt, patients=patients,
+        harmonisation=harmonisation)
 
 
 def _fingerprint(fingerprint, extraction_options):
@@ -1072,7 +1095,10 @@ def run(args) -> int:
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
                            extraction_options=options, ground_truth=truth,
                            repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS),
-                           fingerprint=fingerprint or "compute")
+                           fingerprint=fingerprint or "compute",
+                           harmonise=getattr(args, "harmonise", None),
+                           harmonise_covariates=getattr(args, "harmonise_covariates", None) or (),
+                           harmonise_unknown_centre=getattr(args, "harmonise_unknown_centre", "refuse"))
     save_model(trained, args.out)
     c = trained.cohort
     print(f"cohort: {c['n']} patients ({c['events']} resistant); training {c['train']['n']} "
@@ -1124,4 +1150,12 @@ def register_cli(subparsers) -> None:
                    help=f"with --ground-truth: also refit on this many further random 7:3 splits and report "
                         f"the median and IQR of the combined and oracle validation AUCs (default "
                         f"{REPEATED_SPLITS}, 0 to skip)")
+    p.add_argument("--harmonise", choices=("none", "combat"), default="none",
+                   help="ComBat harmonisation across the manifest's centre column (empirical-Bayes location "
+                        "and scale per centre), fitted on the training cohort and stored in the model file")
+    p.add_argument("--harmonise-covariates", nargs="*", default=[], metavar="COLUMN",
+                   help="clinical columns ComBat protects besides the outcome, e.g. t_stage hb")
+    p.add_argument("--harmonise-unknown-centre", choices=("refuse", "unadjusted"), default="refuse",
+                   help="a patient of a centre not in training: refuse it (default), or use its features "
+                        "unadjusted (with a warning)")
     p.set_defaults(func=run)
