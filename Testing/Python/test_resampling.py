@@ -77,7 +77,7 @@ def small():
     return synthetic_cohort(n=90, n_noise=4, seed=5)
 
 
-def test_bootstrap_refits_the_whole_method_and_does_not_depend_on_the_worker_count(small):
+def test_bootstrap_refits_the_whole_method_and_does_not_depend_on_the_worker_count(small, tmp_path):
     features, manifest, _ = small
     one = train_models(features, manifest, seed=2, repeated_splits=0, bootstrap=2, bootstrap_seed=9)
     two = train_models(features, manifest, seed=2, repeated_splits=0, bootstrap=2, bootstrap_seed=9, workers=2)
@@ -101,6 +101,13 @@ def test_bootstrap_refits_the_whole_method_and_does_not_depend_on_the_worker_cou
     assert rv["auc_apparent"][1] == pytest.approx(roc_auc_score(y[draw], p[draw]), abs=1e-12)
     # apparent = the model file's training-cohort figures
     assert b1["summary"]["combined"]["auc"]["apparent"] == pytest.approx(one.evaluation["train"]["combined"]["auc"])
+    # the model file keeps it and the report shows the corrected figure beside the split's
+    from DoseRadiomicsLib.modelfile import load_model, save_model
+    from DoseRadiomicsLib.report import render_report
+    save_model(one, tmp_path / "m.json")
+    html = render_report(load_model(tmp_path / "m.json"))
+    assert "Bootstrap optimism correction (Harrell)" in html and "numpy.random.SeedSequence(9).spawn(2)" in html
+    assert f"<td class=\"num\">{b1['summary']['combined']['auc']['corrected']:.3f}</td>" in html
 
 
 def _options():

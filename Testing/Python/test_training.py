@@ -287,3 +287,42 @@ def test_repeated_split_assessment_of_the_ground_truth_recovery(trained, cohort)
     assert rs["combined_auc"][0] == pytest.approx(again.evaluation["validation"]["combined"]["auc"], abs=1e-12)
     assert rs["summary"]["difference"]["median"] < 0.1 and rs["within_0_1"] >= 0.5
     assert rs["summary"]["combined_auc"]["median"] > 0.75
+
+
+def test_separation_is_detected_warned_recorded_and_firth_offered(tmp_path, capsys):
+    """An outcome that one GTV feature predicts exactly: the ML fit is flagged (model file, console,
+    report), every model records its events per variable, and --penalised firth gives finite estimates."""
+    from DoseRadiomicsLib import cli
+    from DoseRadiomicsLib.modelfile import load_model
+    from DoseRadiomicsLib.report import render_report
+    features, manifest, _ = synthetic_cohort(n=90, n_noise=4, seed=5)
+    signal = features.set_index("patient_id")["GTV__original_firstorder_Signal0"]
+    df = manifest.df.assign(outcome=(signal > signal.median()).astype(int).reindex(manifest.df.index))
+    for col in ("ct", "dose", "gtv"):
+        df[col] = [f"images/{p}/{col}.nrrd" for p in df.index]
+    df.to_csv(tmp_path / "manifest.csv", index_label="patient_id")
+    features.to_csv(tmp_path / "features.csv", index=False)
+    base = ["train", "--features", str(tmp_path / "features.csv"), "--manifest", str(tmp_path / "manifest.csv"),
+            "--seed", "1"]
+    assert cli.main(base + ["--out", str(tmp_path / "ml.json")]) == 0
+    out = capsys.readouterr().out
+    ml = load_model(tmp_path / "ml.json")
+    rm = ml["models"]["RM_GTV"]
+    assert rm["separation"]["separation"] and rm["fit_method"].startswith("maximum likelihood")
+    assert "warning: RM_GTV: (quasi-)complete separation" in out and "--penalised firth" in out
+    assert any(w.startswith("RM_GTV: (quasi-)complete separation") for w in ml["warnings"])
+    n_minority = min(ml["cohort"]["train"]["events"], ml["cohort"]["train"]["n"] - ml["cohort"]["train"]["events"])
+    for name in MODEL_NAMES:
+        epv = ml["models"][name]["events_per_variable"]
+        assert epv["minority_class_n"] == n_minority and epv["inputs"] == len(ml["models"][name]["features"])
+    assert "events per variable (minority class / model inputs): " in out
+    assert "Events per variable and separation" in render_report(ml)
+    assert cli.main(base + ["--out", str(tmp_path / "firth.json"), "--penalised", "firth"]) == 0
+    out = capsys.readouterr().out
+    firth = load_model(tmp_path / "firth.json")
+    fr = firth["models"]["RM_GTV"]
+    assert fr["fit_method"] == "Firth" and fr["features"] == rm["features"]
+    assert fr["separation"]["separation"]                      # the data still separate; the fit copes
+    assert max(map(abs, fr["coefficients"])) < max(map(abs, rm["coefficients"]))
+    assert "the Firth fit is used" in out and firth["settings"]["penalised"] == "firth"
+    assert "Firth" in firth["settings"]["fit_description"]
