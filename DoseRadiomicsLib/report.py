@@ -348,8 +348,9 @@ def _survival(model: dict) -> str:
 def internal_validation_section(model: dict) -> str:
     """Separation warnings, events per variable, the optimism-corrected figures beside the split-sample
     ones, and leave-one-centre-out validation (empty string when the model file has none of them)."""
-    order = model.get("model_order") or list(model.get("models", {}))
     models = model.get("models", {})
+    # the models' own names in the file's order (an order naming unknown models is ignored)
+    order = [n for n in (model.get("model_order") or []) if n in models] or list(models)
     out = []
     warnings = model.get("warnings") or []
     if warnings:
@@ -379,15 +380,16 @@ def internal_validation_section(model: dict) -> str:
                 continue
             rows.append([e(name)] + [num(sm["auc"][k]) for k in ("apparent", "optimism", "corrected")]
                         + [num(val.get(name, {}).get("auc"))]
-                        + [num(sm["calibration_slope"]["corrected"])]
+                        + [num(sm["calibration_slope"][k]) for k in ("corrected", "test_mean")]
                         + [num(sm["brier"][k]) for k in ("apparent", "corrected")]
                         + [num(val.get(name, {}).get("brier"))])
         out += ["<h3>Bootstrap optimism correction (Harrell)</h3>",
                 f"<p>{e(boot['completed'])} of {e(boot['replicates'])} replicates (seed {e(boot['seed'])}, "
                 f"{e(boot['replicate_seeds'])}), training cohort n={e(boot['n'])}. {e(boot['method'])}</p>",
                 table(["Model", "AUC apparent", "optimism", "AUC corrected", "AUC validation (split)",
-                       "Calibration slope corrected", "Brier apparent", "Brier corrected", "Brier validation (split)"],
-                      rows, numeric=tuple(range(1, 9)))]
+                       "Calibration slope corrected", "Calibration slope of the refits on the training cohort (mean)",
+                       "Brier apparent", "Brier corrected", "Brier validation (split)"],
+                      rows, numeric=tuple(range(1, 10)))]
     loco = iv.get("leave_one_centre_out")
     if loco:
         rows = []

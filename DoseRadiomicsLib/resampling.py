@@ -134,7 +134,7 @@ def _bootstrap_replicate(task):
 
 def optimism_summary(apparent: dict, replicates: list) -> dict:
     """Per model and metric: apparent, optimism = mean(apparent_b - test_b) over the replicates where both
-    are finite, corrected = apparent - optimism, and how many replicates counted."""
+    are finite, corrected = apparent - optimism, how many replicates counted, and test_mean = mean(test_b)."""
     out = {}
     ok = [r for r in replicates if "models" in r]
     for name in apparent:
@@ -142,10 +142,14 @@ def optimism_summary(apparent: dict, replicates: list) -> dict:
         for m in METRICS:
             d = np.array([r["models"][name][f"{m}_apparent"] - r["models"][name][f"{m}_test"] for r in ok],
                          dtype=float)
-            d = d[np.isfinite(d)]
+            test = np.array([r["models"][name][f"{m}_test"] for r in ok], dtype=float)
+            d, test = d[np.isfinite(d)], test[np.isfinite(test)]
             opt = float(d.mean()) if d.size else float("nan")
             app = float(apparent[name][m])
-            out[name][m] = {"apparent": app, "optimism": opt, "corrected": app - opt, "replicates": int(d.size)}
+            # test_mean: the refits' mean on the original cohort (for the slope, the heuristic shrinkage
+            # factor; meaningful where the in-sample slope of a separated refit is not 1)
+            out[name][m] = {"apparent": app, "optimism": opt, "corrected": app - opt, "replicates": int(d.size),
+                            "test_mean": float(test.mean()) if test.size else float("nan")}
     return out
 
 

@@ -44,6 +44,7 @@ def test_optimism_is_the_mean_of_apparent_minus_test_over_the_recorded_replicate
     assert out["completed"] == 25 and out["failed"] == [] and out["seed"] == 11
     # the replicates by hand: SeedSequence(11).spawn(25)[b] draws the sample, sklearn/statsmodels score
     diffs = {"auc": [], "brier": [], "calibration_slope": []}
+    tests = {"auc": [], "brier": [], "calibration_slope": []}
     yt, xt = y[train_pos], x[train_pos]
     for b, child in enumerate(np.random.SeedSequence(11).spawn(25)):
         draw = np.random.default_rng(child).integers(0, 60, 60)
@@ -57,11 +58,13 @@ def test_optimism_is_the_mean_of_apparent_minus_test_over_the_recorded_replicate
         assert rv["calibration_slope_test"][b] == pytest.approx(test[2], rel=1e-6)
         for k, m in enumerate(("auc", "brier", "calibration_slope")):
             diffs[m].append(app[k] - test[k])
+            tests[m].append(test[k])
     for m in diffs:
         s = out["summary"]["toy"][m]
         assert s["optimism"] == pytest.approx(np.mean(diffs[m]), rel=1e-6, abs=1e-12)
         assert s["corrected"] == pytest.approx(apparent["toy"][m] - np.mean(diffs[m]), rel=1e-6)
         assert s["replicates"] == 25
+        assert s["test_mean"] == pytest.approx(np.mean(tests[m]), rel=1e-6)
     assert out["summary"]["toy"]["auc"]["apparent"] == pytest.approx(roc_auc_score(yt, p_main))
     # same seed, any number of workers: the same numbers
     again = resampling.bootstrap_optimism(X, raw, y, train_pos, apparent, clinical_columns=[], options=None,
