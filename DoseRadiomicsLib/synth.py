@@ -55,6 +55,16 @@ TREATMENT_MODE = (("CCRT", 0.65), ("RT", 0.21), ("SCRT", 0.14))
 RX_VALUES, RX_P = (60.0, 62.0, 63.0, 64.0, 66.0), (0.30, 0.10, 0.15, 0.10, 0.35)  # median 63, IQR 60-66
 CENTRES = (("A", 0.45), ("B", 0.35), ("C", 0.20))
 
+# --- centre (scanner / planning system) effects, only with ``--centres K`` -------------------------
+# Centre k (0-based) has direction d_k = (-1)^k / 2^(k // 2): +1, -1, +0.5, -0.5, +0.25, ... so one
+# centre is always "shifted" (+1). At --centre-shift S it gets, on its images only (the truth never
+# depends on the centre): a CT calibration offset of S * d_k * CENTRE_HU_OFFSET HU, a texture/noise
+# gain exp(S * d_k * CENTRE_LOG_GAIN) (a sharper or smoother reconstruction kernel: it multiplies the
+# tumour's texture field and the noise), and a dose calibration factor 1 + S * d_k * CENTRE_DOSE_SCALE.
+CENTRE_HU_OFFSET = 30.0
+CENTRE_LOG_GAIN = 0.4
+CENTRE_DOSE_SCALE = 0.03
+
 # --- tumour, plan and cold spot --------------------------------------------------------------------
 RADIUS_MM = {"T1-2": (8.0, 18.0), "T3-4": (12.0, 30.0)}   # in-plane semi-axis, uniform
 HETERO_HU = (6.0, 70.0)              # texture amplitude (SD of the random field), log-uniform
@@ -143,11 +153,49 @@ def _mean_cold_deficit(a: float, b: float, angle: float, depth: float, sigma: fl
     return float(np.mean(depth * np.exp(-r2[inside] / (2.0 * sigma ** 2))))
 
 
-def draw_patient(seed: int, index: int) -> dict:
-    """One patient's clinical variables, latent tumour/plan factors, true probability and outcome."""
+@dataclass(frozen=True)
+class CentreDesign:
+    """``--centres K`` equally likely centres named ``names`` with a scanner effect of size ``shift``."""
+
+    names: tuple[str, ...]
+    shift: float = 0.0
+
+    @staticmethod
+    def make(k: int, shift: float = 0.0, names=None) -> "CentreDesign":
+        if k < 1:
+            raise InputError(f"--centres needs at least 1 centre, got {k}")
+        if names is None:
+            names = [chr(ord("A") + i) if i < 26 else f"C{i + 1}" for i in range(k)]
+        names = tuple(str(n).strip() for n in names)
+        if len(names) != k or len(set(names)) != k or not all(names):
+            raise InputError(f"--centre-names needs {k} distinct non-empty names, got {','.join(names)!r}")
+        if not math.isfinite(shift) or abs(shift) > 5:
+            raise InputError(f"--centre-shift must be a number between -5 and 5, got {shift}")
+        return CentreDesign(names, float(shift))
+
+    def effect(self, centre: str) -> dict:
+        k = self.names.index(centre)
+        d = (-1.0) ** k / 2.0 ** (k // 2)
+        return {"centre_direction": d,
+                "centre_hu_offset": self.shift * d * CENTRE_HU_OFFSET,
+                "centre_texture_gain": math.exp(self.shift * d * CENTRE_LOG_GAIN),
+                "centre_dose_scale": 1.0 + self.shift * d * CENTRE_DOSE_SCALE}
+
+
+def draw_patient(seed: int, index: int, centres: CentreDesign | None = None) -> dict:
+    """One patient's clinical variables, latent tumour/plan factors, true probability and outcome.
+
+    ``centres=None`` is the default cohort (centres A/B/C at 45/35/20 %, no centre effect);
+    a :class:`CentreDesign` draws the centre uniformly among its names (one draw either way, so
+    every other variable of the patient is the same) and records the centre's image effect.
+    """
     rng = _rng(seed, index, 0)
     p: dict = {}
-    p["centre"] = _choice(rng, CENTRES)
+    if centres is None:
+        p["centre"] = _choice(rng, CENTRES)
+    else:
+        p["centre"] = _choice(rng, [(n, 1.0) for n in centres.names])
+        p.update(centres.effect(p["centre"]))
     p["age"] = int(round(float(np.clip(rng.normal(AGE_MEAN, AGE_SD), 30, 88))))
     p["sex"] = "M" if rng.random() < P_MALE else "F"
     p["kps"] = int(KPS_VALUES[int(rng.choice(len(KPS_VALUES), p=KPS_P))])
@@ -281,11 +329,14 @@ def make_images(p: dict, seed: int, index: int):
     if n > 1:  # keep the main body only: a GTV is one lesion
         sizes = ndimage.sum(gtv, labels, range(1, n + 1))
         gtv = labels == (1 + int(np.argmax(sizes)))
-    texture = 35.0 + p["hetero_hu"] * _field(rng, shape, p["corr_mm"], spacing_zyx)
+    gain = p.get("centre_texture_gain", 1.0)
+    texture = 35.0 + gain * p["hetero_hu"] * _field(rng, shape, p["corr_mm"], spacing_zyx)
     edge = np.clip(0.5 + (1.0 - rho) / 0.1, 0.0, 1.0)      # thin partial-volume rim at the contour
     ct = np.where(gtv, edge * texture + (1 - edge) * ct, ct)
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 0.6)
-    ct = ct + CT_NOISE_HU * noise / max(float(noise.std()), 1e-6)
+    ct = ct + gain * CT_NOISE_HU * noise / max(float(noise.std()), 1e-6)
+    if "centre_hu_offset" in p:  # the scanner's calibration offset applies inside the body only
+        ct = np.where(body, ct + p["centre_hu_offset"], ct)
     ct = np.clip(np.rint(ct), -1024, 3071).astype(np.int16)
 
     # dose: conformal to the PTV with an error-function penumbra, beam entrance/exit channels and a
@@ -308,7 +359,7 @@ def make_images(p: dict, seed: int, index: int):
         r2 = ((x - p["centre_x_mm"] - p["cold_dx_mm"]) ** 2 + (y - p["centre_y_mm"] - p["cold_dy_mm"]) ** 2
               + (z - p["centre_z_mm"]) ** 2)
         rel *= 1.0 - p["cold_depth"] * np.exp(-r2 / (2.0 * p["cold_sigma_mm"] ** 2))
-    dose = np.where(body, rx * rel, 0.0).astype(np.float32)
+    dose = np.where(body, rx * rel * p.get("centre_dose_scale", 1.0), 0.0).astype(np.float32)
     k = DOSE_BLOCK
     dose = dose.reshape(nz, ny // k, k, nx // k, k).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
 
@@ -331,11 +382,13 @@ def _patient_ids(n: int) -> list[str]:
     return [f"SYN{i + 1:0{width}d}" for i in range(n)]
 
 
-def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True) -> SynthCohort:
+def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True,
+                    centres: CentreDesign | None = None) -> SynthCohort:
     """Draw ``n`` patients from ``seed``; with ``out_dir``, write images, manifest, truth and README.
 
     ``images=False`` skips the volumes (the manifest then has no ``ct``/``dose``/``gtv`` files to
     point to, and is not written); clinical data, truth and outcomes are the same either way.
+    ``centres`` (see :class:`CentreDesign`) replaces the default centres and adds their image effects.
     """
     import SimpleITK as sitk
 
@@ -347,7 +400,7 @@ def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True) -> Syn
         (out / "images").mkdir(parents=True, exist_ok=True)
     rows, truth = [], []
     for i, pid in enumerate(_patient_ids(n)):
-        p = draw_patient(seed, i)
+        p = draw_patient(seed, i, centres)
         rel = {k: f"images/{pid}/{k}.nrrd" for k in ("ct", "dose", "gtv")}
         if out is not None and images:
             ct, dose, gtv = make_images(p, seed, i)
@@ -373,16 +426,41 @@ def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True) -> Syn
             manifest.to_csv(out / "manifest.csv", index=False, lineterminator="\n")
         ground_truth.to_csv(out / "ground_truth.csv", index=False, lineterminator="\n",
                             float_format="%.6g")
-        (out / "README.md").write_text(_readme(n, seed, cohort), encoding="utf-8")
+        (out / "README.md").write_text(_readme(n, seed, cohort, centres), encoding="utf-8")
     cohort.seconds = time.perf_counter() - t0
     return cohort
 
 
-def _readme(n: int, seed: int, cohort: SynthCohort) -> str:
+def _centre_readme(centres: CentreDesign | None) -> tuple[str, str]:
+    if centres is None:
+        return "", ""
+    opts = f" --centres {len(centres.names)} --centre-shift {centres.shift:g} --centre-names {','.join(centres.names)}"
+    rows = "\n".join(f"| {c} | {e['centre_direction']:+g} | {e['centre_hu_offset']:+.1f} | "
+                     f"{e['centre_texture_gain']:.3f} | {e['centre_dose_scale']:.3f} |"
+                     for c in centres.names for e in [centres.effect(c)])
+    text = f"""
+## Centres and their effects
+{len(centres.names)} centres, equally likely. Each centre changes its images only (the ground truth
+does not depend on the centre): a CT offset inside the body, a gain on the tumour texture and the noise
+(a reconstruction kernel), and a dose calibration factor. Direction d_k = +1, -1, +0.5, -0.5, ...;
+offset = {centres.shift:g} x d_k x {CENTRE_HU_OFFSET:g} HU, gain = exp({centres.shift:g} x d_k x
+{CENTRE_LOG_GAIN:g}), dose factor = 1 + {centres.shift:g} x d_k x {CENTRE_DOSE_SCALE:g}.
+
+| centre | d_k | CT offset (HU) | texture/noise gain | dose factor |
+|---|---|---|---|---|
+{rows}
+
+The columns `centre_*` of `ground_truth.csv` give each patient's centre effect.
+"""
+    return opts, text
+
+
+def _readme(n: int, seed: int, cohort: SynthCohort, centres: CentreDesign | None = None) -> str:
     gt = cohort.ground_truth
+    opts, centre_text = _centre_readme(centres)
     return f"""# Synthetic NSCLC radiochemotherapy cohort (DoseRadiomics `synth`)
 
-Generated by DoseRadiomics `synth --n {n} --seed {seed}`. Same seed, same bytes. Not real patients.
+Generated by DoseRadiomics `synth --n {n} --seed {seed}{opts}`. Same seed, same bytes. Not real patients.
 
 ## Files
 - `manifest.csv`: the cohort manifest (`doseradiomics cohort-extract --manifest manifest.csv`).
@@ -411,8 +489,8 @@ Age N({AGE_MEAN}, {AGE_SD}); male {P_MALE:.0%}; KPS {dict(zip(KPS_VALUES, KPS_P)
 (median {CEA_MEDIAN}, log-SD {CEA_LOG_SD}); Hb N({HB_MEAN}, {HB_SD}) g/L; smoking {P_SMOKING:.0%};
 diabetes {P_DIABETES:.0%}; T3-4 {P_T34:.0%}, N2-3 {P_N23:.0%}, M1 {P_M1:.0%}; TNM from T/N/M;
 histology {dict(HISTOLOGY)}; RT technique {dict(RT_TECHNIQUE)}; treatment mode {dict(TREATMENT_MODE)};
-prescribed dose {dict(zip(RX_VALUES, RX_P))} Gy; centre {dict(CENTRES)}.
-
+prescribed dose {dict(zip(RX_VALUES, RX_P))} Gy; centre {dict(CENTRES) if centres is None else "see below"}.
+{centre_text}
 ## Ground truth
     logit P(resistant) = {INTERCEPT} + {BETA_HETERO} * z_hetero + {BETA_DEFICIT} * z_deficit
                          + ln(0.975) * (Hb - {HB_MEAN}) + ln(0.432) * [T3-4]
@@ -446,6 +524,14 @@ def register_cli(subparsers) -> None:
     p.add_argument("--n", type=int, default=220, help="number of patients (default 220, as in the paper)")
     p.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--centres", type=int, metavar="K",
+                   help="K equally likely centres (named A, B, ... or --centre-names) with a scanner effect "
+                        "of size --centre-shift on their images; default: centres A/B/C (45/35/20 %%), no effect")
+    p.add_argument("--centre-shift", type=float, default=1.0, metavar="S",
+                   help="size of the centre effect with --centres (default 1: CT offset 30 HU, texture/noise "
+                        "gain exp(0.4), dose factor 1.03 for the first centre; 0 = none); see README.md")
+    p.add_argument("--centre-names", metavar="A,B,...",
+                   help="comma-separated names of the --centres K centres (e.g. X for one external centre)")
     p.add_argument("--no-images", action="store_true",
                    help="write only ground_truth.csv and README.md (clinical data and truth), no images")
     p.set_defaults(func=run)
@@ -456,7 +542,13 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError("the output path exists and is not a folder", path=out)
-    cohort = generate_cohort(args.n, args.seed, out, images=not args.no_images)
+    centres = None
+    if args.centres is not None:
+        names = args.centre_names.split(",") if args.centre_names else None
+        centres = CentreDesign.make(args.centres, args.centre_shift, names)
+    elif args.centre_names:
+        raise InputError("--centre-names needs --centres K")
+    cohort = generate_cohort(args.n, args.seed, out, images=not args.no_images, centres=centres)
     gt = cohort.ground_truth
     auc = cohort.oracle_auc if gt["outcome"].nunique() == 2 else float("nan")
     print(f"synth: {len(gt)} patients in {cohort.seconds:.1f} s, {gt['outcome'].mean():.1%} resistant, "

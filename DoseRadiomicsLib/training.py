@@ -216,8 +216,13 @@ def encoded_names(coding: dict) -> list:
     return out
 
 
-def encode_clinical(raw: pd.DataFrame, coding: dict, *, impute: bool = True) -> tuple[pd.DataFrame, dict]:
-    """Encode raw clinical columns by ``coding``; returns ``(encoded, n_imputed per variable)``."""
+def encode_clinical(raw: pd.DataFrame, coding: dict, *, impute: bool = True,
+                    unseen_as_reference: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Encode raw clinical columns by ``coding``; returns ``(encoded, n_imputed per variable)``.
+
+    ``unseen_as_reference``: a categorical level the coding does not know becomes the reference level
+    (all dummies 0) instead of an error (resampling, where a rare level can miss a training sample).
+    """
     rows, imputed = {}, {v: 0 for v in coding}
     for pid, row in raw.iterrows():
         out = {}
@@ -226,8 +231,10 @@ def encode_clinical(raw: pd.DataFrame, coding: dict, *, impute: bool = True) -> 
             try:
                 enc = encode_clinical_value(variable, value, spec)
             except ValueError as exc:
-                raise DataError(str(exc), patient=str(pid),
-                                hint=f"correct the manifest's {variable} column") from None
+                if not (unseen_as_reference and spec["kind"] == "categorical"):
+                    raise DataError(str(exc), patient=str(pid),
+                                    hint=f"correct the manifest's {variable} column") from None
+                enc = {name: 0.0 for name in spec["encoded"]}
             if enc is None:
                 if not impute:
                     continue
@@ -274,6 +281,8 @@ class TrainedModels:
     ground_truth: dict | None = None
     patients: pd.DataFrame | None = None
     harmonisation: dict | None = None
+    warnings: list = field(default_factory=list)
+    internal_validation: dict | None = None
 
     def auc_table(self) -> pd.DataFrame:
         """One row per model and cohort: AUC, DeLong 95% CI, accuracy, sensitivity, specificity."""
@@ -311,7 +320,9 @@ class TrainedModels:
             "settings": self.settings,
             "library_versions": self.library_versions,
             "notes": self.notes,
+            "warnings": self.warnings,
             "ground_truth": self.ground_truth,
+            "internal_validation": self.internal_validation,
             **extra,
         })
 
@@ -353,23 +364,57 @@ def _coef_list(fitted, names) -> list:
     return [float(c) for c in np.asarray(coef).ravel()]
 
 
-def _model_entry(name, description, inputs, sources, mins, maxs, fit, notes=()):
-    coefficients, intercept, fit_notes = fit
-    return {"name": name, "description": description, "features": list(inputs), "sources": list(sources),
-            "min": list(mins), "max": list(maxs), "coefficients": [float(c) for c in coefficients],
-            "intercept": float(intercept), "intercept_only": len(inputs) == 0,
-            "score": "probability of resistance = 1 / (1 + exp(-(intercept + sum(coefficient * input))))",
-            "fit": fit_notes, "notes": list(notes)}
+#: what ``events_per_variable`` means in the model file
+EPV_DEFINITION = ("events per variable: patients of the less frequent outcome class in the training cohort "
+                  "divided by the model's number of inputs (candidates: by the number of candidate variables "
+                  "the selection considered)")
+#: ``--penalised`` choices for the multivariable fits
+PENALISED_METHODS = {"none": "unpenalised maximum likelihood (the paper)", "firth": None}
 
 
-def _fit(X: pd.DataFrame, y: np.ndarray):
-    """Unpenalised logistic regression (stats.logistic); intercept-only when X has no columns."""
-    from .stats.logistic import fit_logistic
+def _model_entry(name, description, inputs, sources, mins, maxs, fit, notes=(), *, y=None, candidates=None):
+    coefficients, intercept, fit_notes, diagnostics = fit
+    entry = {"name": name, "description": description, "features": list(inputs), "sources": list(sources),
+             "min": list(mins), "max": list(maxs), "coefficients": [float(c) for c in coefficients],
+             "intercept": float(intercept), "intercept_only": len(inputs) == 0,
+             "score": "probability of resistance = 1 / (1 + exp(-(intercept + sum(coefficient * input))))",
+             "fit": fit_notes, "notes": list(notes), "fit_method": diagnostics["method"],
+             "separation": diagnostics.get("separation")}
+    if y is not None:
+        minority = int(min(np.sum(y), np.size(y) - np.sum(y)))
+        entry["events_per_variable"] = {
+            "minority_class_n": minority, "inputs": len(inputs),
+            "epv": minority / len(inputs) if len(inputs) else None,
+            "candidates": candidates, "epv_candidates": minority / candidates if candidates else None}
+    return entry
+
+
+def _fit(X: pd.DataFrame, y: np.ndarray, penalised: str | None = None):
+    """Logistic regression of ``y`` on ``X``; intercept-only when X has no columns.
+
+    Returns ``(coefficients, intercept, notes, diagnostics)``. The maximum-likelihood fit (stats.logistic)
+    is always made: its separation diagnostics are recorded. ``penalised="firth"`` then refits by Firth's
+    bias-reduced logistic regression and that fit is the model's.
+    """
+    from .stats.firth import FIRTH_METHOD, firth_logistic
+    from .stats.logistic import fit_logistic, separation_diagnostics
     if X.shape[1] == 0:
         rate = float(np.clip(y.mean(), 1e-12, 1 - 1e-12))
-        return [], math.log(rate / (1 - rate)), ["intercept only: the training event rate"]
+        return [], math.log(rate / (1 - rate)), ["intercept only: the training event rate"], \
+            {"method": "intercept only", "separation": None}
     fitted = fit_logistic(X, y)
-    return _coef_list(fitted, list(X.columns)), float(fitted.intercept), list(getattr(fitted, "notes", []))
+    coefs, b0 = _coef_list(fitted, list(X.columns)), float(fitted.intercept)
+    notes = list(getattr(fitted, "notes", []))
+    failure = notes[0].split(";")[0] if fitted.penalty is not None else None
+    diag = separation_diagnostics(X.to_numpy(dtype=float), y, coefs, b0, ml_failure=failure)
+    diag["assessed_on"] = "the maximum-likelihood fit"
+    if penalised == "firth":
+        fr = firth_logistic(X.to_numpy(dtype=float), y)
+        notes = [FIRTH_METHOD] + ([] if fr["converged"] else [f"did not converge in {fr['iterations']} iterations"])
+        return [float(c) for c in fr["coefficients"]], float(fr["intercept"]), notes, \
+            {"method": "Firth", "separation": diag}
+    return coefs, b0, notes, {"method": "maximum likelihood" if failure is None else
+                              "maximum likelihood failed: ridge fallback", "separation": diag}
 
 
 def linear_predictor(entry: dict, inputs: pd.DataFrame) -> np.ndarray:
@@ -385,11 +430,51 @@ def sigmoid(z):
     return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
 
 
-def select_roi_features(Xn_train: pd.DataFrame, y: np.ndarray, *, alpha: float, rule: str, seed: int) -> dict:
+@dataclass(frozen=True)
+class MethodOptions:
+    """The method's choices; the defaults are the paper's.
+
+    ``ttest``: "student" (pooled variance; the paper's "t-test", SPSS's first line) or "welch";
+    ``mannwhitney_exact``: "paper" (exact with at most 8 per class and no ties, scipy's default) or
+    "R" (exact below 50 per class without ties, R's wilcox.test); ``penalised``: "none" (maximum
+    likelihood, the paper) or "firth" for the six final logistic fits.
+    """
+
+    lasso_rule: str = "1se"
+    alpha_univariate: float = 0.05
+    ttest: str = "student"
+    mannwhitney_exact: str = "paper"
+    penalised: str = "none"
+    roi_models: tuple = tuple(DEFAULT_ROI_MODELS.items())
+
+    def check(self) -> "MethodOptions":
+        from .stats.selection import MANNWHITNEY_EXACT_RULES, TTEST_VARIANTS
+        for name, value, allowed in (("LASSO rule", self.lasso_rule, ("1se", "min")),
+                                     ("t-test variant", self.ttest, tuple(TTEST_VARIANTS)),
+                                     ("Mann-Whitney exact rule", self.mannwhitney_exact,
+                                      tuple(MANNWHITNEY_EXACT_RULES)),
+                                     ("penalised fit", self.penalised, tuple(PENALISED_METHODS))):
+            if value not in allowed:
+                raise DataError(f"unknown {name} {value!r}", hint=f"use one of {', '.join(allowed)}")
+        return self
+
+    def describe(self) -> dict:
+        from .stats.firth import FIRTH_METHOD
+        from .stats.selection import MANNWHITNEY_EXACT_RULES, TTEST_VARIANTS
+        return {"ttest": self.ttest, "ttest_description": TTEST_VARIANTS[self.ttest],
+                "mannwhitney_exact": self.mannwhitney_exact,
+                "mannwhitney_exact_description": MANNWHITNEY_EXACT_RULES[self.mannwhitney_exact],
+                "penalised": self.penalised,
+                "fit_description": FIRTH_METHOD if self.penalised == "firth" else PENALISED_METHODS["none"]}
+
+
+def select_roi_features(Xn_train: pd.DataFrame, y: np.ndarray, *, alpha: float, rule: str, seed: int,
+                        ttest: str = "student", mannwhitney_exact: str = "paper") -> dict:
     """Univariate filter then LASSO (10-fold CV) on one ROI's normalised training features."""
     from .stats.selection import lasso_select, univariate_filter
-    out = {"n_features": int(Xn_train.shape[1]), "notes": []}
-    uni = univariate_filter(Xn_train, y, alpha=alpha)
+    out = {"n_features": int(Xn_train.shape[1]), "notes": [], "warnings": []}
+    uni = univariate_filter(Xn_train, y, alpha=alpha, equal_var=ttest == "student",
+                            mannwhitney_exact=mannwhitney_exact)
     passed = [str(f) for f in uni.loc[uni["selected"].astype(bool), "feature"]]
     out["n_after_filter"] = len(passed)
     out["univariate"] = uni
@@ -403,10 +488,172 @@ def select_roi_features(Xn_train: pd.DataFrame, y: np.ndarray, *, alpha: float, 
         return out
     lasso = lasso_select(Xn_train[passed], y, folds=CV_FOLDS, rule=rule, seed=seed)
     selected = [str(f) for f in lasso["selected"]]
+    if lasso["rule_used"] != rule:
+        msg = (f"the LASSO 1-SE rule (lambda {lasso['lambda_1se']:.4g}) kept no feature: fell back to "
+               f"lambda_min ({lasso['lambda_min']:.4g}), {len(selected)} feature(s)")
+        out["notes"].append(msg)
+        out["warnings"].append(msg)
     if not selected:
-        out["notes"].append(f"LASSO ({rule} rule) kept no feature: intercept-only model")
+        out["notes"].append(f"LASSO ({lasso['rule_used']} rule) kept no feature: intercept-only model")
     out.update(selected=selected, lasso=lasso)
     return out
+
+
+def _unique_rows(X: pd.DataFrame, raw: pd.DataFrame):
+    """Rows with unique labels (a bootstrap sample repeats patients: ``id#k`` for the k-th copy)."""
+    if X.index.is_unique:
+        return X, raw
+    ids = pd.Series(X.index.map(str))
+    labels = ids + "#" + ids.groupby(ids).cumcount().astype(str)
+    X, raw = X.copy(), raw.copy()
+    X.index = raw.index = pd.Index(labels)
+    return X, raw
+
+
+def fit_pipeline(X: pd.DataFrame, raw: pd.DataFrame, y, clinical_columns, options: MethodOptions,
+                 seed: int, *, detail: bool = True) -> dict:
+    """The whole method fitted on training rows only: every choice it makes is made here.
+
+    ``X``: raw features of the training rows (``<ROI>__...`` columns), ``raw``: their manifest
+    rows (clinical columns), ``y``: their outcomes; a patient may appear more than once (bootstrap).
+    Steps: usable features (finite, not constant), min-max normalisation, per ROI univariate filter
+    and LASSO with its own 10-fold CV (folds seeded by ``seed``), the ROI models and the RDM, the
+    clinical encodings and imputation values, the clinical univariate/multivariate selection and
+    model, the combined model. Returns dict(models, coding, independent, usable, selection,
+    clinical_analysis, notes, warnings, dropped_nonfinite, dropped_constant). ``detail=False``
+    leaves out the per-feature tables (resampling needs only the models).
+    """
+    from .stats.logistic import univariate_multivariate
+    from .stats.selection import MinMaxScaler
+
+    X, raw = _unique_rows(X, raw)
+    y = np.asarray(y, dtype=int)
+    _check_events(y, "training cohort")
+    roi_models = dict(options.roi_models)
+    pen = options.penalised if options.penalised != "none" else None
+    notes, warn = [], []
+    finite = np.isfinite(X.to_numpy(dtype=float)).all(axis=0)
+    spread = (X.max() - X.min()).to_numpy(dtype=float)
+    usable = [c for c, ok, s in zip(X.columns, finite, spread) if ok and s > 0]
+    dropped_nonfinite = int((~finite).sum())
+    dropped_constant = int((finite & ~(spread > 0)).sum())
+    if dropped_nonfinite or dropped_constant:
+        notes.append(f"{dropped_nonfinite} feature(s) with missing values and {dropped_constant} constant "
+                     "feature(s) in the training cohort dropped before selection")
+    scaler = MinMaxScaler().fit(X[usable])
+    Xn = scaler.transform(X[usable])
+    mins = dict(zip(usable, np.asarray(scaler.min_, dtype=float)))
+    maxs = dict(zip(usable, np.asarray(scaler.max_, dtype=float)))
+
+    models, selection, pooled = {}, {}, []
+    for model_name, roi in roi_models.items():
+        cols = [c for c in usable if str(c).startswith(f"{roi}__")]
+        if not cols:
+            raise DataError(f"the features table has no usable columns for ROI {roi!r} (model {model_name})",
+                            hint=f"extract the {roi} ROI for the cohort, or check its feature values")
+        sel = select_roi_features(Xn[cols], y, alpha=options.alpha_univariate, rule=options.lasso_rule,
+                                  seed=seed, ttest=options.ttest, mannwhitney_exact=options.mannwhitney_exact)
+        fit = _fit(Xn[sel["selected"]], y, pen)
+        models[model_name] = _model_entry(
+            model_name, f"logistic regression on the LASSO-selected {roi} features (min-max normalised)",
+            sel["selected"], ["feature"] * len(sel["selected"]), [mins[c] for c in sel["selected"]],
+            [maxs[c] for c in sel["selected"]], fit, sel["notes"], y=y, candidates=len(cols))
+        models[model_name]["roi"] = roi
+        pooled += [c for c in sel["selected"] if c not in pooled]
+        uni = sel.pop("univariate")
+        if detail:
+            keep = uni[uni["feature"].isin(sel["selected"])]
+            sel["univariate_selected"] = keep.to_dict(orient="records")
+        sel["roi"] = roi
+        if sel["lasso"] is not None:
+            lasso = dict(sel["lasso"])
+            lasso.pop("selected", None)
+            if not detail:
+                lasso.pop("cv", None)
+            sel["lasso"] = lasso
+        selection[model_name] = sel
+        notes += [f"{model_name}: {n}" for n in sel["notes"]]
+        warn += [f"{model_name}: {w}" for w in sel.pop("warnings")]
+
+    fit = _fit(Xn[pooled], y, pen)
+    models["RDM"] = _model_entry(
+        "RDM", "logistic regression on the union of the three ROIs' selected features (radiomics + "
+        "dosiomics)", pooled, ["feature"] * len(pooled), [mins[c] for c in pooled], [maxs[c] for c in pooled],
+        fit, [] if pooled else ["no feature selected in any ROI: intercept-only model"], y=y,
+        candidates=sum(len([c for c in usable if str(c).startswith(f"{r}__")]) for r in roi_models.values()))
+    models["RDM"]["roi"] = list(roi_models.values())
+
+    # Clinical model: encodings and imputation values come from the training rows only
+    coding, cnotes = fit_clinical_coding(raw[clinical_columns], clinical_columns)
+    notes += cnotes
+    clin_tr, imputed = encode_clinical(raw[list(coding)], coding)
+    clinical_analysis = {"encoded": list(clin_tr.columns), "imputed": imputed, "notes": []}
+    independent = []
+    if clin_tr.shape[1]:
+        try:
+            um = univariate_multivariate(clin_tr, y)
+            clinical_analysis.update(univariate=um["univariate"], multivariate=um["multivariate"],
+                                     candidates=list(um["candidates"]), independent=list(um["independent"]))
+            independent = list(um["independent"]) or list(um["candidates"])
+            if not um["independent"] and um["candidates"]:
+                clinical_analysis["notes"].append("no independent predictor (p < 0.05): the clinical model "
+                                                  "uses the multivariate candidates (p < 0.1)")
+        except DataError as exc:
+            clinical_analysis["notes"].append(f"clinical analysis failed: {exc.problem}")
+    if not independent:
+        clinical_analysis["notes"].append("no clinical candidate predictor: intercept-only clinical model")
+    notes += [f"clinical: {n}" for n in clinical_analysis["notes"]]
+    fit = _fit(clin_tr[independent], y, pen)
+    models["clinical"] = _model_entry(
+        "clinical", "logistic regression on the independent clinical predictors (raw units; encodings "
+        "in clinical_coding)", independent, ["clinical"] * len(independent), [None] * len(independent),
+        [None] * len(independent), fit, clinical_analysis["notes"], y=y, candidates=clin_tr.shape[1])
+
+    rdm_lp = pd.Series(linear_predictor(models["RDM"], Xn), index=Xn.index)
+    comb_inputs = pd.concat([rdm_lp.rename(RDM_SCORE), clin_tr[independent]], axis=1)
+    fit = _fit(comb_inputs, y, pen)
+    models["combined"] = _model_entry(
+        "combined", "logistic regression on the RDM score (the RDM linear predictor, log-odds) and the "
+        "independent clinical predictors", comb_inputs.columns, ["model:RDM"] + ["clinical"] * len(independent),
+        [None] * comb_inputs.shape[1], [None] * comb_inputs.shape[1], fit, y=y, candidates=comb_inputs.shape[1])
+    for name in MODEL_NAMES:
+        sep = models[name].get("separation")
+        if sep and sep["separation"]:
+            action = ("the Firth fit is used" if pen == "firth" else
+                      "estimates and their CIs are unreliable; consider --penalised firth")
+            warn.append(f"{name}: (quasi-)complete separation in the training cohort: "
+                        f"{'; '.join(sep['reasons'])}; {action}")
+    return {"models": models, "coding": coding, "independent": independent, "usable": usable,
+            "selection": selection, "clinical_analysis": clinical_analysis, "notes": notes, "warnings": warn,
+            "dropped_nonfinite": dropped_nonfinite, "dropped_constant": dropped_constant}
+
+
+def score_pipeline(fitted: dict, X: pd.DataFrame, raw: pd.DataFrame, *, unseen_as_reference: bool = False) -> dict:
+    """Every model's probability for the rows of ``X`` (raw features) and ``raw`` (manifest rows).
+
+    Applies what :func:`fit_pipeline` fitted and nothing else: the training min/max of each model's
+    features, the clinical encodings and training imputation values (a categorical level unseen in
+    training is an error, or, with ``unseen_as_reference``, the reference level: resampling, where a
+    rare level can miss a training sample). NaN where a model's feature is missing.
+    Returns dict(model name -> numpy array, in row order).
+    """
+    models = fitted["models"]
+    lps = {}
+    for name in [n for n in MODEL_NAMES if n not in ("clinical", "combined")]:
+        entry = models[name]
+        feats = entry["features"]
+        values = X[feats].to_numpy(dtype=float) if feats else np.zeros((len(X), 0))
+        lo, hi = np.asarray(entry["min"], dtype=float), np.asarray(entry["max"], dtype=float)
+        span = hi - lo
+        scaled = np.where(np.isfinite(values), (values - lo) / np.where(span == 0, 1.0, span), np.nan)
+        lps[name] = linear_predictor(entry, pd.DataFrame(scaled, columns=feats, index=X.index))
+    coding = {v: s for v, s in fitted["coding"].items()}
+    clin, _ = encode_clinical(raw[list(coding)], coding, unseen_as_reference=unseen_as_reference)
+    lps["clinical"] = linear_predictor(models["clinical"], clin)
+    inputs = pd.concat([pd.Series(lps["RDM"], index=clin.index, name=RDM_SCORE),
+                        clin[fitted["independent"]]], axis=1)
+    lps["combined"] = linear_predictor(models["combined"], inputs)
+    return {name: sigmoid(np.asarray(lps[name], dtype=float)) for name in MODEL_NAMES}
 
 
 # --------------------------------------------------------------------------------------------
@@ -587,85 +834,40 @@ def cohort_table(raw: pd.DataFrame, cohort: pd.Series, coding: dict) -> list:
 REPEATED_SPLITS = 20
 
 
-def _lambda_index(lasso: dict | None):
-    """Position of the chosen lambda on the main fit's path (its ratio to lambda_max), or None."""
-    if not lasso:
-        return None
-    return int(lasso["cv"]["lambdas"].index(lasso["lambda_chosen"]))
-
-
-def repeated_split_assessment(X: pd.DataFrame, y: pd.Series, clinical: pd.DataFrame, independent: list,
-                              truth: pd.Series, roi_models: dict, lambda_index: dict, *, seeds,
-                              alpha: float = 0.05, train_fraction: float = 0.7) -> dict:
+def repeated_split_assessment(X: pd.DataFrame, raw: pd.DataFrame, y: pd.Series, truth: pd.Series, *,
+                              clinical_columns, options: MethodOptions, seeds, train_fraction: float = 0.7,
+                              workers: int = 1) -> dict:
     """Validation AUC of the combined model and of the truth over many random splits.
 
     One 7:3 split leaves a validation cohort of a few dozen patients whose AUC has a standard
     error of ~0.06, too noisy to judge how close the method comes to the true probabilities.
-    For every seed: a stratified split (:func:`split_cohort`), then on its training part the
-    univariate filter and a LASSO per ROI, the RDM and the combined model exactly as in
-    :func:`train_models`, with three shortcuts that keep it fast and are stated in the result:
-    the LASSO penalty is the main fit's cross-validated choice, kept as the same fraction of each
-    split's own lambda_max (one path, no new cross-validation); the clinical inputs are the main
-    fit's independent predictors, encoded and imputed as there; features are not min-max
-    normalised (every step is invariant to that rescaling, so the models' predictions do not
-    change). ``X``: raw features of every patient (columns ``<ROI>__...``), ``clinical``: the
-    encoded clinical table, ``truth``: true probability per patient, ``lambda_index``: model name
-    -> position of the chosen lambda on the 100-value path (None: no LASSO in the main fit).
+    For every seed: a stratified split (:func:`split_cohort`), then on its training part the whole
+    method refitted (:func:`fit_pipeline`: normalisation, filter, LASSO with its own 10-fold CV
+    seeded by the split's seed, clinical encodings, imputation values and predictor selection, the
+    RDM and combined models), and the AUCs on its validation part. ``X``: raw features of every
+    usable patient, ``raw``: their manifest rows, ``truth``: true probability per patient.
+    ``workers``: processes (:func:`resampling.run_tasks`; the result does not depend on it).
 
     Returns ``dict(seeds, n_validation, combined_auc, oracle_auc, difference (oracle - combined),
     summary: {combined_auc, oracle_auc, difference}: {median, q1, q3}, within_0_1 (fraction of
-    splits whose difference is below 0.1), method)``.
+    splits whose difference is below 0.1), failed, method)``.
     """
-    from .stats.elastic_net import lambda_grid, lambda_max, logistic_elastic_net_path, single_threaded_blas
-    from .stats.roc import auc
-    from .stats.selection import lasso_select, univariate_filter
+    from .resampling import repeated_splits
 
     truth = truth.copy()
     truth.index = truth.index.map(str)
-    out = {"seeds": [], "n_validation": [], "combined_auc": [], "oracle_auc": [], "difference": []}
-    for seed in seeds:
-        cohort = split_cohort(y, seed=seed, train_fraction=train_fraction)
-        train = (cohort == "train").to_numpy()
-        y_tr = y.to_numpy()[train]
-        pooled = []
-        for model_name, roi in roi_models.items():
-            cols = [c for c in X.columns if str(c).startswith(f"{roi}__")]
-            Xtr = X.loc[train, cols]
-            values = Xtr.to_numpy(dtype=float)
-            ok = np.isfinite(values).all(axis=0) & (np.ptp(np.where(np.isfinite(values), values, 0), axis=0) > 0)
-            Xtr = Xtr.loc[:, ok]
-            uni = univariate_filter(Xtr, y_tr, alpha=alpha)
-            passed = [str(f) for f in uni.loc[uni["selected"].astype(bool), "feature"]]
-            if len(passed) < 2:
-                selected = passed
-            elif lambda_index.get(model_name) is None:
-                selected = lasso_select(Xtr[passed], y_tr, folds=CV_FOLDS, seed=seed)["selected"]
-            else:
-                values = Xtr[passed].to_numpy()
-                lambdas = lambda_grid(lambda_max(values, y_tr), 100)[:lambda_index[model_name] + 1]
-                with single_threaded_blas():
-                    path = logistic_elastic_net_path(values, y_tr.astype(float), lambdas)
-                beta = path["coefs"][-1]
-                selected = [passed[j] for j in np.flatnonzero(beta)]
-            pooled += [c for c in selected if c not in pooled]
-        rdm = _fit(X.loc[train, pooled], y_tr)
-        entry = {"features": pooled, "coefficients": rdm[0], "intercept": rdm[1]}
-        lp = pd.Series(linear_predictor(entry, X), index=X.index)
-        inputs = pd.concat([lp.rename(RDM_SCORE), clinical[independent]], axis=1)
-        comb = _fit(inputs.loc[train], y_tr)
-        entry = {"features": list(inputs.columns), "coefficients": comb[0], "intercept": comb[1]}
-        score = pd.Series(linear_predictor(entry, inputs), index=X.index)
-        val = [p for p, is_train, s in zip(X.index, train, score) if not is_train and np.isfinite(s)
-               and p in truth.index]
-        yv = y.loc[val].to_numpy()
-        if yv.min() == yv.max():
+    results = repeated_splits(X, raw, y, truth, clinical_columns=clinical_columns, options=options,
+                              seeds=seeds, train_fraction=train_fraction, workers=workers)
+    out = {"seeds": [], "n_validation": [], "combined_auc": [], "oracle_auc": [], "difference": [],
+           "failed": [r for r in results if "error" in r]}
+    for r in results:
+        if "error" in r:
             continue
-        combined, oracle = auc(yv, score.loc[val].to_numpy()), auc(yv, truth.loc[val].to_numpy(dtype=float))
-        out["seeds"].append(int(seed))
-        out["n_validation"].append(len(val))
-        out["combined_auc"].append(combined)
-        out["oracle_auc"].append(oracle)
-        out["difference"].append(oracle - combined)
+        out["seeds"].append(r["seed"])
+        out["n_validation"].append(r["n_validation"])
+        out["combined_auc"].append(r["combined_auc"])
+        out["oracle_auc"].append(r["oracle_auc"])
+        out["difference"].append(r["oracle_auc"] - r["combined_auc"])
 
     def spread(values):
         if not values:
@@ -674,10 +876,10 @@ def repeated_split_assessment(X: pd.DataFrame, y: pd.Series, clinical: pd.DataFr
         return {"median": float(med), "q1": float(q1), "q3": float(q3)}
     out["summary"] = {k: spread(out[k]) for k in ("combined_auc", "oracle_auc", "difference")}
     out["within_0_1"] = float(np.mean(np.asarray(out["difference"]) < 0.1)) if out["difference"] else None
-    out["method"] = ("per seed: stratified 7:3 split; per ROI univariate filter and LASSO at the main fit's "
-                     "cross-validated penalty (same fraction of lambda_max, no new cross-validation); RDM and "
-                     "combined logistic models on the main fit's independent clinical predictors; AUCs in the "
-                     "split's validation cohort")
+    out["method"] = ("per seed: stratified split; the whole method refitted on its training part (usable "
+                     "features, min-max normalisation, univariate filter, LASSO with its own 10-fold CV seeded "
+                     "by the split's seed, clinical encodings, imputation values and predictor selection, RDM "
+                     "and combined models); AUCs in the split's validation cohort")
     return out
 
 
@@ -757,7 +959,9 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                  train_fraction: float = 0.7, roi_models: dict | None = None,
                  extraction_options: dict | None = None, ground_truth: pd.Series | None = None,
                  repeated_splits: int = REPEATED_SPLITS, fingerprint="compute", harmonise: str | None = None,
-                 harmonise_covariates=(), harmonise_unknown_centre: str = "refuse") -> TrainedModels:
+                 harmonise_covariates=(), harmonise_unknown_centre: str = "refuse", *, ttest: str = "student",
+                 mannwhitney_exact: str = "paper", penalised: str = "none", bootstrap: int = 0,
+                 bootstrap_seed: int | None = None, loco: bool = True, workers: int = 1) -> TrainedModels:
     """Fit the paper's six models on the training cohort and evaluate them in both cohorts.
 
     ``features``: the cohort's features table (``patient_id`` column or index, ``settings_hash``,
@@ -773,15 +977,20 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     ``harmonise="combat"``: ComBat (:mod:`harmonise`) fitted on the training rows, protecting the
     outcome and ``harmonise_covariates``, applied to every patient before normalisation; stored in
     the model file's ``harmonisation`` block.
+    ``ttest``, ``mannwhitney_exact``, ``penalised``: see :class:`MethodOptions` (defaults: the paper's).
+    ``bootstrap`` > 0: Harrell's optimism correction with that many replicates
+    (:func:`resampling.bootstrap_optimism`, seeded by ``bootstrap_seed``, default ``seed``) in
+    ``internal_validation["bootstrap"]``; ``loco``: leave-one-centre-out validation when the manifest
+    has a ``centre`` column with at least two centres (``internal_validation["leave_one_centre_out"]``);
+    ``workers``: processes for the resampling (results do not depend on it).
     Raises DataError when the data cannot support the analysis.
     """
     from .environment import library_versions
-    from .stats.logistic import univariate_multivariate
-    from .stats.selection import MinMaxScaler
 
-    if lasso_rule not in ("1se", "min"):
-        raise DataError(f"unknown LASSO rule {lasso_rule!r}", hint="use '1se' or 'min'")
     roi_models = dict(roi_models or DEFAULT_ROI_MODELS)
+    options = MethodOptions(lasso_rule=lasso_rule, alpha_univariate=alpha_univariate, ttest=ttest,
+                            mannwhitney_exact=mannwhitney_exact, penalised=penalised,
+                            roi_models=tuple(roi_models.items())).check()
     X, df, settings_hash, notes = _prepare(features, manifest)
     y_all = df["outcome"].astype(int)
     _check_events(y_all.to_numpy(), "cohort")
@@ -799,111 +1008,39 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     y_tr = y_all[train].to_numpy()
     _check_events(y_tr, "training cohort")
 
-    # Features usable for selection: finite in every training patient and not constant there.
-    Xtr_raw = X.loc[train]
-    finite = np.isfinite(Xtr_raw.to_numpy(dtype=float)).all(axis=0)
-    spread = (Xtr_raw.max() - Xtr_raw.min()).to_numpy(dtype=float)
-    usable = [c for c, ok, s in zip(X.columns, finite, spread) if ok and s > 0]
-    dropped_nonfinite = int((~finite).sum())
-    dropped_constant = int((finite & ~(spread > 0)).sum())
-    if dropped_nonfinite or dropped_constant:
-        notes.append(f"{dropped_nonfinite} feature(s) with missing values and {dropped_constant} constant "
-                     "feature(s) in the training cohort dropped before selection")
     combat = None
-    if harmonise == "combat":  # before normalisation: ComBat works on the features' own scale
+    if harmonise == "combat":
+        # Before normalisation (ComBat works on the features' own scale), fitted on the training rows,
+        # once: the resampling below refits the method on the harmonised features (docs/harmonisation.md).
         from .harmonise import harmonise_cohort
-        X, combat_fit, protected, hnotes = harmonise_cohort(X, df, train, usable, covariates=harmonise_covariates,
-                                                            unknown_centre=harmonise_unknown_centre)
-        combat = (combat_fit, protected)
-        notes += hnotes
         Xtr_raw = X.loc[train]
+        finite = np.isfinite(Xtr_raw.to_numpy(dtype=float)).all(axis=0)
+        spread = (Xtr_raw.max() - Xtr_raw.min()).to_numpy(dtype=float)
+        combat_columns = [c for c, ok, sp in zip(X.columns, finite, spread) if ok and sp > 0]
+        X, combat_fit, protected, hnotes = harmonise_cohort(X, df, train, combat_columns,
+                                                            covariates=harmonise_covariates,
+                                                            unknown_centre=harmonise_unknown_centre)
+        combat = (combat_fit, protected, combat_columns)
+        notes += hnotes
     elif harmonise not in (None, "none"):
         raise DataError(f"unknown harmonisation {harmonise!r}", hint="use 'combat' or leave it out")
-    scaler = MinMaxScaler().fit(Xtr_raw[usable])
-    Xn = scaler.transform(X[usable].where(np.isfinite(X[usable]), np.nan))
-    Xn.index = X.index
-    mins = dict(zip(usable, np.asarray(scaler.min_, dtype=float)))
-    maxs = dict(zip(usable, np.asarray(scaler.max_, dtype=float)))
 
-    # Per-ROI selection and models
-    models, selection = {}, {}
-    pooled = []
-    for model_name, roi in roi_models.items():
-        cols = [c for c in usable if str(c).startswith(f"{roi}__")]
-        if not cols:
-            raise DataError(f"the features table has no usable columns for ROI {roi!r} (model {model_name})",
-                            hint=f"extract the {roi} ROI for the cohort, or check its feature values")
-        sel = select_roi_features(Xn.loc[train, cols], y_tr, alpha=alpha_univariate, rule=lasso_rule, seed=seed)
-        fit = _fit(Xn.loc[train, sel["selected"]], y_tr)
-        models[model_name] = _model_entry(
-            model_name, f"logistic regression on the LASSO-selected {roi} features (min-max normalised)",
-            sel["selected"], ["feature"] * len(sel["selected"]), [mins[c] for c in sel["selected"]],
-            [maxs[c] for c in sel["selected"]], fit, sel["notes"])
-        models[model_name]["roi"] = roi
-        pooled += [c for c in sel["selected"] if c not in pooled]
-        uni = sel.pop("univariate")
-        keep = uni[uni["feature"].isin(sel["selected"])]
-        sel["univariate_selected"] = keep.to_dict(orient="records")
-        sel["roi"] = roi
-        if sel["lasso"] is not None:
-            lasso = dict(sel["lasso"])
-            lasso.pop("selected", None)
-            sel["lasso"] = lasso
-        selection[model_name] = sel
-        notes += [f"{model_name}: {n}" for n in sel["notes"]]
-
-    fit = _fit(Xn.loc[train, pooled], y_tr)
-    models["RDM"] = _model_entry(
-        "RDM", "logistic regression on the union of the three ROIs' selected features (radiomics + "
-        "dosiomics)", pooled, ["feature"] * len(pooled), [mins[c] for c in pooled], [maxs[c] for c in pooled],
-        fit, [] if pooled else ["no feature selected in any ROI: intercept-only model"])
-    models["RDM"]["roi"] = list(roi_models.values())
-
-    # Clinical model
+    # Everything fitted is fitted here, on the training rows only (fit_pipeline)
     clinical_columns = [c for c in getattr(manifest, "clinical_columns", []) if c in df.columns]
-    coding, cnotes = fit_clinical_coding(df.loc[train, clinical_columns], clinical_columns)
-    notes += cnotes
-    clin, imputed = encode_clinical(df[list(coding)], coding)
-    clin_tr = clin.loc[train]
-    # imputation values come from the training rows only (fit_clinical_coding)
-    clinical_analysis = {"encoded": list(clin.columns), "imputed": imputed, "notes": []}
-    independent = []
-    if clin.shape[1]:
-        try:
-            um = univariate_multivariate(clin_tr, y_tr)
-            clinical_analysis.update(univariate=um["univariate"], multivariate=um["multivariate"],
-                                     candidates=list(um["candidates"]), independent=list(um["independent"]))
-            independent = list(um["independent"]) or list(um["candidates"])
-            if not um["independent"] and um["candidates"]:
-                clinical_analysis["notes"].append("no independent predictor (p < 0.05): the clinical model "
-                                                  "uses the multivariate candidates (p < 0.1)")
-        except DataError as exc:
-            clinical_analysis["notes"].append(f"clinical analysis failed: {exc.problem}")
-    if not independent:
-        clinical_analysis["notes"].append("no clinical candidate predictor: intercept-only clinical model")
-    notes += [f"clinical: {n}" for n in clinical_analysis["notes"]]
-    fit = _fit(clin_tr[independent], y_tr)
-    models["clinical"] = _model_entry(
-        "clinical", "logistic regression on the independent clinical predictors (raw units; encodings "
-        "in clinical_coding)", independent, ["clinical"] * len(independent), [None] * len(independent),
-        [None] * len(independent), fit, clinical_analysis["notes"])
+    fitted = fit_pipeline(X.loc[train], df.loc[train], y_tr, clinical_columns, options, seed)
+    models, selection, coding = fitted["models"], fitted["selection"], fitted["coding"]
+    independent, usable = fitted["independent"], fitted["usable"]
+    clinical_analysis = fitted["clinical_analysis"]
+    dropped_nonfinite, dropped_constant = fitted["dropped_nonfinite"], fitted["dropped_constant"]
+    notes += fitted["notes"]
+    warnings_ = list(fitted["warnings"])
+    # missing clinical values counted over both cohorts (imputed with the training values)
+    clinical_analysis["imputed"] = encode_clinical(df[list(coding)], coding)[1]
 
     # Scores on everybody (probabilities); the combined model takes the RDM linear predictor.
-    finite_rows = {}
-    scores, lps = {}, {}
-    for name in ("RM_GTV", "DM_GTV", "DM_50Gy", "RDM"):
-        lps[name] = pd.Series(linear_predictor(models[name], Xn), index=Xn.index)
-    comb_inputs = pd.concat([lps["RDM"].rename(RDM_SCORE), clin[independent]], axis=1)
-    fit = _fit(comb_inputs.loc[train], y_tr)
-    models["combined"] = _model_entry(
-        "combined", "logistic regression on the RDM score (the RDM linear predictor, log-odds) and the "
-        "independent clinical predictors", comb_inputs.columns, ["model:RDM"] + ["clinical"] * len(independent),
-        [None] * comb_inputs.shape[1], [None] * comb_inputs.shape[1], fit)
-    lps["clinical"] = pd.Series(linear_predictor(models["clinical"], clin), index=clin.index)
-    lps["combined"] = pd.Series(linear_predictor(models["combined"], comb_inputs), index=clin.index)
-    for name in MODEL_NAMES:
-        scores[name] = pd.Series(sigmoid(lps[name].to_numpy()), index=lps[name].index)
-        finite_rows[name] = np.isfinite(scores[name].to_numpy())
+    probabilities = score_pipeline(fitted, X, df)
+    scores = {name: pd.Series(probabilities[name], index=X.index) for name in MODEL_NAMES}
+    finite_rows = {name: np.isfinite(probabilities[name]) for name in MODEL_NAMES}
 
     usable_rows = np.logical_and.reduce([finite_rows[n] for n in MODEL_NAMES])
     bad_val = [p for p, ok in zip(X.index, usable_rows) if not ok]
@@ -970,10 +1107,33 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                   "combined_auc": comb, "difference": comb - oracle["auc"], "ratio": comb / oracle["auc"]}
         if gt is not None and repeated_splits and repeated_splits > 0:
             gt["repeated_splits"] = repeated_split_assessment(
-                X[usable], y_all, clin, independent, truth, roi_models,
-                {m: _lambda_index(selection[m]["lasso"]) for m in roi_models},
-                seeds=range(seed + 1, seed + 1 + int(repeated_splits)), alpha=alpha_univariate,
-                train_fraction=train_fraction)
+                X, df, y_all, truth, clinical_columns=clinical_columns, options=options,
+                seeds=range(seed + 1, seed + 1 + int(repeated_splits)), train_fraction=train_fraction,
+                workers=workers)
+
+    # Internal validation beyond the split: bootstrap optimism, leave-one-centre-out
+    internal = {}
+    if bootstrap and bootstrap > 0:
+        from .resampling import bootstrap_optimism, performance
+        train_pos = np.flatnonzero(train.to_numpy())
+        apparent = {n: performance(y_tr, scores[n].to_numpy()[train_pos]) for n in MODEL_NAMES}
+        internal["bootstrap"] = bootstrap_optimism(
+            X, df, y_all.to_numpy(), train_pos, apparent, clinical_columns=clinical_columns, options=options,
+            replicates=int(bootstrap), seed=seed if bootstrap_seed is None else int(bootstrap_seed),
+            workers=workers)
+        if internal["bootstrap"]["failed"]:
+            warnings_.append(f"bootstrap: {len(internal['bootstrap']['failed'])} of {bootstrap} replicate(s) "
+                             f"failed (e.g. {internal['bootstrap']['failed'][0]['error']}) and were left out")
+    if loco and "centre" in df.columns:
+        centres = df["centre"].astype("string").str.strip()
+        if centres.dropna().nunique() >= 2:
+            from .resampling import leave_one_centre_out
+            internal["leave_one_centre_out"] = leave_one_centre_out(
+                X, df, y_all.to_numpy(), centres, clinical_columns=clinical_columns, options=options,
+                seed=seed, workers=workers)
+            for r in internal["leave_one_centre_out"]["centres"]:
+                if "error" in r:
+                    notes.append(f"leave-one-centre-out: centre {r['centre']} not assessed: {r['error']}")
 
     n_tr, n_va = int(train.sum()), int((~train).sum())
     cohort_summary = {
@@ -990,7 +1150,7 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     if combat is not None:
         from .harmonise import harmonisation_entry
         used = {f for n in ("RM_GTV", "DM_GTV", "DM_50Gy", "RDM") for f in models[n]["features"]}
-        harmonisation = harmonisation_entry(combat[0], usable, combat[1], harmonise_unknown_centre, keep=used)
+        harmonisation = harmonisation_entry(combat[0], combat[2], combat[1], harmonise_unknown_centre, keep=used)
     patients = pd.DataFrame({"cohort": cohort, "outcome": y_all,
                              **{f"p_{n}": scores[n] for n in MODEL_NAMES},
                              "risk_group": np.where(high == 1, "high", "low")})
@@ -1004,9 +1164,12 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                   "cv_folds": CV_FOLDS, "train_fraction": train_fraction, "roi_models": roi_models,
                   "normalisation": "min-max fitted on the training cohort",
                   "univariate_test": "t-test if Shapiro-Wilk accepts normality (p > 0.05), else Mann-Whitney U",
-                  "clinical_selection": "univariate logistic p < 0.1 -> multivariate; independent p < 0.05"},
+                  "clinical_selection": "univariate logistic p < 0.1 -> multivariate; independent p < 0.05",
+                  **options.describe(), "events_per_variable": EPV_DEFINITION,
+                  "bootstrap": int(bootstrap or 0),
+                  "bootstrap_seed": (seed if bootstrap_seed is None else int(bootstrap_seed)) if bootstrap else None},
         library_versions=library_versions(), notes=notes, ground_truth=gt, patients=patients,
-        harmonisation=harmonisation)
+        warnings=warnings_, internal_validation=internal or None, harmonisation=harmonisation)
 
 
 def _fingerprint(fingerprint, extraction_options):
@@ -1083,6 +1246,38 @@ def format_auc_table(trained: TrainedModels) -> str:
     return "\n".join(lines)
 
 
+def format_internal_validation(trained: TrainedModels) -> list:
+    """Console lines: events per variable, bootstrap optimism-corrected figures, leave-one-centre-out."""
+    lines = []
+    epv = [f"{n} {m['events_per_variable']['epv']:.1f}" for n in MODEL_NAMES
+           for m in [trained.models[n]] if (m.get("events_per_variable") or {}).get("epv")]
+    if epv:
+        lines.append("events per variable (minority class / model inputs): " + ", ".join(epv))
+    iv = trained.internal_validation or {}
+    boot = iv.get("bootstrap")
+    if boot:
+        lines.append(f"bootstrap optimism correction ({boot['completed']} of {boot['replicates']} replicates, "
+                     f"seed {boot['seed']}, training cohort n = {boot['n']}):")
+        lines.append(f"  {'model':10s} {'AUC app':>8s} {'corr':>6s} {'valid':>6s}   {'slope corr':>10s}   "
+                     f"{'Brier app':>9s} {'corr':>6s}")
+        for name in MODEL_NAMES:
+            sm = boot["summary"][name]
+            val = trained.evaluation.get("validation", {}).get(name, {}).get("auc", float("nan"))
+            lines.append(f"  {name:10s} {sm['auc']['apparent']:8.3f} {sm['auc']['corrected']:6.3f} {val:6.3f}   "
+                         f"{sm['calibration_slope']['corrected']:10.3f}   {sm['brier']['apparent']:9.3f} "
+                         f"{sm['brier']['corrected']:6.3f}")
+    loco = iv.get("leave_one_centre_out")
+    if loco:
+        parts = []
+        for r in loco["centres"]:
+            if "error" in r:
+                parts.append(f"{r['centre']} (n {r['n']}): not assessed")
+            else:
+                parts.append(f"{r['centre']} (n {r['n']}) {r['models']['combined']['auc']:.3f}")
+        lines.append("leave-one-centre-out AUC, combined model: " + "; ".join(parts))
+    return lines
+
+
 def run(args) -> int:
     """``doseradiomics train``."""
     from .manifest import read_manifest
@@ -1098,7 +1293,10 @@ def run(args) -> int:
                            fingerprint=fingerprint or "compute",
                            harmonise=getattr(args, "harmonise", None),
                            harmonise_covariates=getattr(args, "harmonise_covariates", None) or (),
-                           harmonise_unknown_centre=getattr(args, "harmonise_unknown_centre", "refuse"))
+                           harmonise_unknown_centre=getattr(args, "harmonise_unknown_centre", "refuse"),
+                           ttest=args.ttest, mannwhitney_exact=args.mannwhitney_exact, penalised=args.penalised,
+                           bootstrap=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
+                           loco=args.loco == "auto", workers=args.workers)
     save_model(trained, args.out)
     c = trained.cohort
     print(f"cohort: {c['n']} patients ({c['events']} resistant); training {c['train']['n']} "
@@ -1108,6 +1306,8 @@ def run(args) -> int:
         print(f"{name}: {len(m['features'])} input(s)")
     print(format_auc_table(trained))
     print(f"risk cut-off (combined model, Youden on training): {trained.cutoff:.3f}")
+    for line in format_internal_validation(trained):
+        print(line)
     if trained.ground_truth:
         g = trained.ground_truth
         print(f"validation AUC: combined {g['combined_auc']:.3f} vs oracle (true probabilities) "
@@ -1123,6 +1323,8 @@ def run(args) -> int:
                   f"{rs['within_0_1']:.0%} of splits")
     for note in trained.notes:
         print(f"note: {note}")
+    for warning in trained.warnings:
+        print(f"warning: {warning}")
     if args.predictions:
         trained.patients.to_csv(args.predictions, index_label="patient_id")
         print(f"per-patient probabilities: {args.predictions}")
@@ -1149,7 +1351,27 @@ def register_cli(subparsers) -> None:
     p.add_argument("--repeated-splits", type=int, default=REPEATED_SPLITS,
                    help=f"with --ground-truth: also refit on this many further random 7:3 splits and report "
                         f"the median and IQR of the combined and oracle validation AUCs (default "
-                        f"{REPEATED_SPLITS}, 0 to skip)")
+                        f"{REPEATED_SPLITS}, 0 to skip); each split refits the whole method")
+    p.add_argument("--ttest", choices=("student", "welch"), default="student",
+                   help="t-test of the univariate filter: Student's pooled variance (default, the paper's "
+                        "'t-test') or Welch's (R's default)")
+    p.add_argument("--mannwhitney-exact", choices=("paper", "R"), default="paper",
+                   help="when the Mann-Whitney p-value is exact: with at most 8 per class and no ties (paper, "
+                        "default: scipy's rule) or below 50 per class without ties (R's wilcox.test)")
+    p.add_argument("--penalised", choices=("none", "firth"), default="none",
+                   help="the six final logistic fits: maximum likelihood (none, default: the paper) or Firth's "
+                        "bias-reduced logistic regression (finite estimates under separation)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="Harrell's bootstrap optimism correction of the whole method with N replicates "
+                        "(200 or more recommended; default 0: not done)")
+    p.add_argument("--bootstrap-seed", type=int, default=None,
+                   help="seed of the bootstrap replicates (default: --seed)")
+    p.add_argument("--loco", choices=("auto", "off"), default="auto",
+                   help="leave-one-centre-out validation when the manifest has a centre column with at least "
+                        "two centres (auto, default) or not (off)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for the bootstrap, the repeated splits and leave-one-centre-out (default 1; "
+                        "results do not depend on it)")
     p.add_argument("--harmonise", choices=("none", "combat"), default="none",
                    help="ComBat harmonisation across the manifest's centre column (empirical-Bayes location "
                         "and scale per centre), fitted on the training cohort and stored in the model file")

@@ -27,6 +27,6 @@ $BIN/doseradiomics cohort-extract --manifest "$OUT/cohort/manifest.csv" --out "$
 
 echo "== 4/4 the six models and the report"
 $BIN/doseradiomics train --features "$OUT/features/features.csv" --manifest "$OUT/cohort/manifest.csv" \
-    --ground-truth "$OUT/cohort/ground_truth.csv" --seed 2025 --out "$OUT/model.json"
+    --ground-truth "$OUT/cohort/ground_truth.csv" --seed 2025 --workers 2 --out "$OUT/model.json"
 $BIN/doseradiomics report --model "$OUT/model.json" --out "$OUT/report.html"
 echo "done: $OUT/patient/slice.png, $OUT/model.json, $OUT/report.html"

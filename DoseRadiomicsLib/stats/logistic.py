@@ -19,13 +19,17 @@ from scipy import stats as _st
 from ..errors import DataError, ModelFileError
 from ._checks import as_binary, as_frame, same_length
 
-__all__ = ["LogisticModel", "fit_logistic", "odds_ratio_table", "univariate_multivariate"]
+__all__ = ["LogisticModel", "fit_logistic", "odds_ratio_table", "univariate_multivariate",
+           "separation_diagnostics"]
 
 #: ridge penalty used when maximum likelihood fails (see ``fit_logistic``)
 FALLBACK_RIDGE = 1e-4
 #: a coefficient beyond this many log-odds per standard deviation of its variable is taken as
 #: (quasi-)separation: the likelihood has no finite maximum and the estimate is meaningless
 _SEPARATION_LOGODDS_PER_SD = 20.0
+#: a fitted probability this close to 0 or 1 marks a patient the model separates (R glm's
+#: "fitted probabilities numerically 0 or 1 occurred" uses 10 * machine epsilon; this is wider)
+SEPARATION_P = 1e-8
 
 
 @dataclass
@@ -251,3 +255,33 @@ def univariate_multivariate(X: pd.DataFrame, y, p_enter: float = 0.1, p_keep: fl
         independent = []
     return {"univariate": univariate, "multivariate": multivariate, "candidates": candidates,
             "independent": independent}
+
+
+def separation_diagnostics(X, y, coefficients, intercept, ml_failure: str | None = None) -> dict:
+    """Signs of (quasi-)complete separation in a fitted logistic model.
+
+    ``X`` (n, k), ``y`` 0/1, the fit's coefficients and intercept, and ``ml_failure``: why
+    maximum likelihood failed, if it did (see :func:`fit_logistic`'s notes). Returns
+    dict(separation (bool), n_extreme (patients with a fitted probability within
+    :data:`SEPARATION_P` of 0 or 1), max_abs_coef_per_sd (largest |coefficient x SD of its
+    variable|, log-odds per SD), max_odds_ratio_per_sd, diverging (that value beyond
+    ``_SEPARATION_LOGODDS_PER_SD`` or maximum likelihood failing), reasons (what was seen)).
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    beta = np.asarray(coefficients, dtype=float).ravel()
+    eta = float(intercept) + (X @ beta if beta.size else 0.0)
+    prob = 0.5 * (1 + np.tanh(0.5 * np.asarray(eta, dtype=float) * np.ones(y.size)))
+    extreme = int(np.sum((prob < SEPARATION_P) | (prob > 1 - SEPARATION_P)))
+    per_sd = float(np.max(np.abs(beta * X.std(axis=0)))) if beta.size else 0.0
+    diverging = per_sd > _SEPARATION_LOGODDS_PER_SD or bool(ml_failure)
+    reasons = []
+    if extreme:
+        reasons.append(f"{extreme} training patient(s) with a fitted probability within {SEPARATION_P:g} of 0 or 1")
+    if per_sd > _SEPARATION_LOGODDS_PER_SD:
+        reasons.append(f"a coefficient of {per_sd:.3g} log-odds per SD of its variable")
+    if ml_failure:
+        reasons.append(f"maximum likelihood: {ml_failure}")
+    return {"separation": bool(extreme or diverging), "n_extreme": extreme,
+            "max_abs_coef_per_sd": per_sd, "max_odds_ratio_per_sd": float(np.exp(min(per_sd, 700.0))),
+            "diverging": bool(diverging), "reasons": reasons}

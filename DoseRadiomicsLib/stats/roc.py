@@ -126,17 +126,26 @@ def delong_test(y, score_a, score_b) -> dict:
 def youden_cutoff(y, score) -> float:
     """The score cut-off maximising Youden's J = sensitivity + specificity - 1.
 
-    The cut-off is one of the observed scores and the rule is ``score >= cutoff`` -> positive
-    (high risk). Tie-break (documented, deterministic): when several cut-offs reach the same
-    maximal J (within 1e-12), the HIGHEST of them is returned, i.e. the one calling the fewest
-    patients positive (the most specific).
+    The rule is ``score >= cutoff`` -> positive (high risk). The best split is found among the
+    observed scores; the cut-off returned lies midway between the lowest score called positive and
+    the next lower distinct score, as R's pROC places its thresholds, so sensitivity and
+    specificity are those of the observed score, and a patient whose probability is recomputed a
+    few ulps away (e.g. in scalar arithmetic at prediction time) keeps its group. When every
+    patient is called positive there is no lower score: the lowest score minus half the gap above
+    it is returned (the score itself when all scores are equal). Tie-break (documented,
+    deterministic): when several cut-offs reach the same maximal J (within 1e-12), the HIGHEST of
+    them is returned, i.e. the one calling the fewest patients positive (the most specific).
     """
     fpr, tpr, thr = roc_curve(y, score)
     j = (tpr - fpr)[1:]  # drop the +inf point (nobody positive, J = 0)
     thr = thr[1:]
     best = j.max()
-    # thresholds are descending, so the first maximal point is the highest cut-off
+    # thresholds are descending distinct scores, so the first maximal point is the highest cut-off
     k = int(np.nonzero(j >= best - 1e-12)[0][0])
+    if k + 1 < thr.size:
+        return float(thr[k] + (thr[k + 1] - thr[k]) / 2)
+    if k > 0:
+        return float(thr[k] - (thr[k - 1] - thr[k]) / 2)
     return float(thr[k])
 
 

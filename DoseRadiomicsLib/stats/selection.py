@@ -101,18 +101,34 @@ class MinMaxScaler:
         return s
 
 
-def _mann_whitney_p(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+#: ``mannwhitney_exact`` rules: when the Mann-Whitney p-value is exact (else the normal
+#: approximation with continuity correction); either way never with ties
+MANNWHITNEY_EXACT_RULES = {
+    "paper": "exact when a class has at most 8 patients and the feature has no ties (scipy's default)",
+    "R": "exact when both classes have fewer than 50 patients and the feature has no ties (R wilcox.test)",
+}
+#: ``ttest`` variants of the univariate filter's t-test
+TTEST_VARIANTS = {"student": "Student's pooled-variance t-test", "welch": "Welch's unequal-variance t-test"}
+
+
+def _mann_whitney_p(a: np.ndarray, b: np.ndarray, exact_rule: str = "paper") -> np.ndarray:
     """Two-sided Mann-Whitney U p-value of every row pair of ``a`` and ``b`` (samples x values).
 
-    scipy's default method ("auto") is chosen per feature as a call per feature would: exact
-    when a class has at most 8 patients and the feature has no ties, else the normal
-    approximation with continuity correction (scipy decides "ties" over the whole array when
-    given many features at once, hence the grouping here).
+    ``exact_rule`` (see :data:`MANNWHITNEY_EXACT_RULES`): "paper" is scipy's default method
+    ("auto") chosen per feature as a call per feature would: exact when a class has at most 8
+    patients and the feature has no ties; "R" is R's wilcox.test: exact when both classes have
+    fewer than 50 patients and there are no ties. Otherwise the normal approximation with
+    continuity correction (scipy decides "ties" over the whole array when given many features at
+    once, hence the grouping here).
     """
+    if exact_rule not in MANNWHITNEY_EXACT_RULES:
+        raise ValueError(f"exact_rule must be one of {sorted(MANNWHITNEY_EXACT_RULES)}")
     p = np.empty(a.shape[0])
     if a.shape[0] == 0:
         return p
-    if a.shape[1] > 8 and b.shape[1] > 8:
+    small = (min(a.shape[1], b.shape[1]) <= 8 if exact_rule == "paper"
+             else max(a.shape[1], b.shape[1]) < 50)
+    if not small:
         exact = np.zeros(a.shape[0], dtype=bool)
     else:
         both = np.sort(np.concatenate([a, b], axis=1), axis=1)
@@ -126,16 +142,16 @@ def _mann_whitney_p(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def univariate_filter(X: pd.DataFrame, y, alpha: float = 0.05, normality_alpha: float = 0.05,
-                      equal_var: bool = True) -> pd.DataFrame:
+                      equal_var: bool = True, mannwhitney_exact: str = "paper") -> pd.DataFrame:
     """Test every feature for a difference between outcome classes, as the paper's first filter.
 
     Per feature: when Shapiro-Wilk accepts normality (p >= ``normality_alpha``) in BOTH classes,
     a two-sided independent-samples t-test, Student's pooled-variance version by default
     (``equal_var=True``: the paper says "t-test", and scipy's and SPSS's first line default to
-    it; pass ``equal_var=False`` for Welch); otherwise a two-sided Mann-Whitney U test
-    (scipy's default: exact for small samples without ties, else normal approximation with
-    continuity correction). A class with fewer than 3 patients or constant values is treated
-    as not normal. A feature constant in both classes gets p = 1.
+    it; pass ``equal_var=False`` for Welch, R's default); otherwise a two-sided Mann-Whitney U test
+    (exact or normal approximation with continuity correction by ``mannwhitney_exact``, see
+    :data:`MANNWHITNEY_EXACT_RULES`; default "paper", scipy's). A class with fewer than 3 patients
+    or constant values is treated as not normal. A feature constant in both classes gets p = 1.
 
     Returns a DataFrame in the input column order with columns feature, test ("t-test" or
     "Mann-Whitney U"), p, normal, selected (p < alpha).
@@ -154,7 +170,7 @@ def univariate_filter(X: pd.DataFrame, y, alpha: float = 0.05, normality_alpha: 
     if use_t.any():
         p[use_t] = _st.ttest_ind(a_all[use_t], b_all[use_t], axis=1, equal_var=equal_var).pvalue
     use_u = ~use_t & ~constant
-    p[use_u] = _mann_whitney_p(a_all[use_u], b_all[use_u])
+    p[use_u] = _mann_whitney_p(a_all[use_u], b_all[use_u], mannwhitney_exact)
     return pd.DataFrame({"feature": list(X.columns), "test": np.where(use_t, "t-test", "Mann-Whitney U"),
                          "p": p, "normal": normal, "selected": p < alpha},
                         columns=["feature", "test", "p", "normal", "selected"])

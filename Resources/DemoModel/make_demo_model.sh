@@ -10,5 +10,5 @@ BIN=.venv/bin
 $BIN/doseradiomics synth --n 220 --seed 2025 --out "$WORK/cohort"
 $BIN/doseradiomics cohort-extract --manifest "$WORK/cohort/manifest.csv" --out "$WORK/features" --workers 2 --quiet
 $BIN/doseradiomics train --features "$WORK/features/features.csv" --manifest "$WORK/cohort/manifest.csv" \
-    --ground-truth "$WORK/cohort/ground_truth.csv" --seed 2025 --out Resources/DemoModel/model.json
+    --ground-truth "$WORK/cohort/ground_truth.csv" --seed 2025 --workers 2 --out Resources/DemoModel/model.json
 echo "wrote Resources/DemoModel/model.json (work files in $WORK)"

@@ -44,7 +44,7 @@ def corpus(tmp_path_factory, shared_data):
     root = tmp_path_factory.mktemp("corpus")
     features, manifest, truth = synthetic_cohort(n=100, n_noise=8, seed=4)
     model = root / "valid_model.json"
-    save_model(train_models(features, manifest, seed=1, ground_truth=truth), model)
+    save_model(train_models(features, manifest, seed=1, ground_truth=truth, repeated_splits=3), model)
     cases = make_corpus(root, shared_data, valid_model=model)
     return root, cases
 

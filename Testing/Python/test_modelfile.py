@@ -16,7 +16,7 @@ from test_training import synthetic_cohort
 @pytest.fixture(scope="module")
 def trained():
     features, manifest, truth = synthetic_cohort(n=140, n_noise=40, seed=5)
-    return train_models(features, manifest, seed=2, ground_truth=truth)
+    return train_models(features, manifest, seed=2, ground_truth=truth, repeated_splits=3)
 
 
 @pytest.fixture()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pandas as pd
 import pytest
 
@@ -122,3 +124,18 @@ def test_tampered_model_refused_by_predict(setup, tmp_path, capsys):
     pd.DataFrame({"patient_id": ["x"], "settings_hash": ["abc123"]}).to_csv(csv, index=False)
     assert cli.main(["predict", "--model", str(bad), "--features", str(csv)]) == 1
     assert "checksum mismatch" in capsys.readouterr().err
+
+
+def test_every_training_patients_risk_group_from_predict_is_its_training_group(setup):
+    """The cut-off lies midway between two training scores (pROC's rule), so the CLI path's scalar
+    arithmetic, a few ulps away from training's vectorised one, cannot move a patient across it."""
+    features, manifest, trained, path = setup
+    model = load_model(path)
+    tr = trained.patients[trained.patients["cohort"] == "train"]
+    scores = np.sort(tr["p_combined"].to_numpy())
+    assert trained.cutoff not in scores
+    below, above = scores[scores < trained.cutoff].max(), scores[scores >= trained.cutoff].min()
+    assert trained.cutoff == pytest.approx((below + above) / 2, rel=1e-12)
+    for pid in tr.index:
+        row, clinical = _patient(features, manifest, pid)
+        assert predict_from_features(model, row, clinical)["risk_group"] == tr.loc[pid, "risk_group"], pid

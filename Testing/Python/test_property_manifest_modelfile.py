@@ -194,7 +194,7 @@ class _Valid:
 def valid_model(folder):
     features, manifest, truth = synthetic_cohort(n=100, n_noise=8, seed=4)
     path = folder / "valid_model.json"
-    save_model(train_models(features, manifest, seed=1, ground_truth=truth), path)
+    save_model(train_models(features, manifest, seed=1, ground_truth=truth, repeated_splits=3), path)
     return _Valid(path.read_text())
 
 

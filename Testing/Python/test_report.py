@@ -41,7 +41,7 @@ def report(tmp_path_factory):
     features, manifest, truth = synthetic_cohort(n=140, n_noise=30, seed=11, roi_names=rois)
     manifest.df["histology"] = manifest.df["histology"].replace("other", "<b>other</b>")
     trained = train_models(features, manifest, seed=0, ground_truth=truth,
-                           roi_models={"RM_GTV": "GTV", "DM_GTV": "GTV-heat", "DM_50Gy": EVIL})
+                           roi_models={"RM_GTV": "GTV", "DM_GTV": "GTV-heat", "DM_50Gy": EVIL}, repeated_splits=3)
     folder = tmp_path_factory.mktemp("report")
     model_path = folder / "model.json"
     save_model(trained, model_path)

@@ -110,17 +110,20 @@ def test_auc_and_curve_equal_sklearn_with_ties():
 def test_youden_cutoff_hand_cases():
     # negatives score 1, 2, 5; positives 3, 4, 6, 7.  J = sens + spec - 1 for "score >= c":
     # c=7: 1/4+1-1 = .25; c=6: .5; c=5: .5-1/3 = .167; c=4: .75-1/3 = .417; c=3: 1-1/3 = .667 (max);
-    # c=2: 1-2/3 = .333; c=1: 0.
+    # c=2: 1-2/3 = .333; c=1: 0. The cut-off is pROC's: midway between 3 and the next lower score, 2.
     y = [0, 0, 0, 1, 1, 1, 1]
     s = [1, 2, 5, 3, 4, 6, 7]
-    assert roc.youden_cutoff(y, s) == 3.0
-    c = roc.classification_at(y, s, 3.0)
+    assert roc.youden_cutoff(y, s) == 2.5
+    assert roc.classification_at(y, s, 2.5) == roc.classification_at(y, s, 3.0)
+    c = roc.classification_at(y, s, 2.5)
     assert (c["tp"], c["fp"], c["tn"], c["fn"]) == (4, 1, 2, 0)
     assert c["sensitivity"] == 1.0 and c["specificity"] == pytest.approx(2 / 3)
     assert c["accuracy"] == pytest.approx(6 / 7) and c["ppv"] == pytest.approx(4 / 5) and c["npv"] == 1.0
     # tie: negatives 0.1, 0.4, 0.8; positives 0.35, 0.7, 0.9. J = 1/3 at c = 0.9, 0.7 and 0.35
-    # (0 elsewhere); the documented tie-break returns the highest, 0.9.
-    assert roc.youden_cutoff([0, 0, 0, 1, 1, 1], [0.1, 0.4, 0.8, 0.35, 0.7, 0.9]) == 0.9
+    # (0 elsewhere); the documented tie-break takes the highest, 0.9, and returns the midpoint to 0.8.
+    assert roc.youden_cutoff([0, 0, 0, 1, 1, 1], [0.1, 0.4, 0.8, 0.35, 0.7, 0.9]) == pytest.approx(0.85)
+    # everyone positive is best (J = 0 everywhere): below the lowest score, by half the gap above it
+    assert roc.youden_cutoff([1, 0], [0.2, 0.6]) == pytest.approx(0.0, abs=1e-15)
     nobody = roc.classification_at(y, s, 100)
     assert nobody["tp"] == nobody["fp"] == 0 and math.isnan(nobody["ppv"])
 

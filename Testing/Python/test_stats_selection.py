@@ -193,3 +193,40 @@ def test_lasso_needs_enough_patients_per_class_for_the_folds():
     y[:6] = 1
     with pytest.raises(DataError, match="fewer folds"):
         lasso_select(X, y, folds=10)
+
+
+def test_welch_option_and_the_r_exact_mann_whitney_rule_against_hand_computations():
+    """--ttest welch: Welch's t with Satterthwaite df by hand; --mannwhitney-exact R: with 9 and 10
+    patients (above the paper's 8, below R's 50) and no ties, the exact p from enumerating all
+    C(19, 9) rank assignments (R: 2 * min(P(W <= w), P(W >= w)), capped at 1)."""
+    from itertools import combinations
+
+    from scipy import stats as st
+
+    from DoseRadiomicsLib.stats.selection import univariate_filter
+
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(0, 1, 30), rng.normal(0.6, 3, 25)       # normal, unequal variances
+    X = pd.DataFrame({"f": np.r_[a, b]})
+    y = np.r_[np.zeros(30), np.ones(25)]
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    welch = univariate_filter(X, y, equal_var=False)
+    assert welch["test"][0] == "t-test"
+    assert welch["p"][0] == pytest.approx(2 * st.t.sf(abs(t), df), rel=1e-10)
+    assert univariate_filter(X, y)["p"][0] != pytest.approx(welch["p"][0], rel=1e-3)   # Student differs
+
+    u0, u1 = rng.exponential(1, 9), rng.exponential(1, 10) + 0.8    # not normal: Mann-Whitney
+    values = np.r_[u0, u1]
+    ranks = st.rankdata(values)
+    w_obs = ranks[:9].sum()
+    sums = np.array([sum(ranks[list(c)]) for c in combinations(range(19), 9)])
+    exact = min(1.0, 2 * min(np.mean(sums <= w_obs), np.mean(sums >= w_obs)))
+    Xu, yu = pd.DataFrame({"g": values}), np.r_[np.zeros(9), np.ones(10)]
+    r_rule = univariate_filter(Xu, yu, mannwhitney_exact="R", normality_alpha=1.0)
+    paper = univariate_filter(Xu, yu, normality_alpha=1.0)
+    assert r_rule["test"][0] == paper["test"][0] == "Mann-Whitney U"
+    assert r_rule["p"][0] == pytest.approx(exact, rel=1e-9)
+    assert paper["p"][0] == pytest.approx(st.mannwhitneyu(u0, u1, method="asymptotic").pvalue, rel=1e-12)
+    assert paper["p"][0] != pytest.approx(exact, rel=1e-3)

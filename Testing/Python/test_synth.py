@@ -105,3 +105,38 @@ def test_cli_writes_the_cohort_and_refuses_a_file_as_folder(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert main(["synth", "--n", "2", "--out", str(tmp_path / "f")]) == 1
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_centres_change_the_images_by_their_documented_effect_and_nothing_else(tmp_path):
+    from DoseRadiomicsLib.cli import main
+
+    plain = synth.draw_patient(9, 0)
+    none = synth.CentreDesign.make(1, 0.0, ["X"])
+    shifted = synth.CentreDesign.make(1, 1.0, ["X"])
+    p0, p1 = synth.draw_patient(9, 0, none), synth.draw_patient(9, 0, shifted)
+    # the centre is one draw in either design: every other variable and the truth are the same
+    same = {k: v for k, v in plain.items() if k != "centre"}
+    assert {k: p1[k] for k in same} == same and p1["centre"] == "X"
+    assert p1["centre_hu_offset"] == 30.0 and math.isclose(p1["centre_texture_gain"], math.exp(0.4))
+    ct0, dose0, gtv0 = (sitk.GetArrayFromImage(i) for i in synth.make_images(p0, 9, 0))
+    ct1, dose1, gtv1 = (sitk.GetArrayFromImage(i) for i in synth.make_images(p1, 9, 0))
+    assert (gtv0 == gtv1).all()
+    np.testing.assert_allclose(dose1, dose0 * 1.03, rtol=1e-6)
+    g = gtv0.astype(bool)
+    core = ndimage.binary_erosion(g, iterations=2)
+    # inside the tumour: +30 HU on the mean, spread x exp(0.4) around the 35 HU soft-tissue level
+    assert abs((ct1[core].mean() - 35) - math.exp(0.4) * (ct0[core].mean() - 35) - 30) < 2
+    assert math.isclose(ct1[core].std() / ct0[core].std(), math.exp(0.4), rel_tol=0.02)
+    air = ct0 < -950                                      # outside the body: no offset, only noise gain
+    assert abs(np.median(ct1[air]) - np.median(ct0[air])) <= 1
+    # three centres: directions +1, -1, +0.5, names drawn uniformly, README and truth columns state them
+    c = synth.generate_cohort(300, 4, images=False, centres=synth.CentreDesign.make(3, 2.0))
+    counts = c.manifest.centre.value_counts()
+    assert set(counts.index) == {"A", "B", "C"} and counts.min() > 70
+    eff = c.ground_truth.groupby(c.manifest.centre)["centre_hu_offset"].first()
+    assert eff.to_dict() == {"A": 60.0, "B": -60.0, "C": 30.0}
+    assert main(["synth", "--n", "2", "--seed", "1", "--centres", "2", "--centre-shift", "0.5",
+                 "--centre-names", "P,Q", "--out", str(tmp_path / "s")]) == 0
+    readme = (tmp_path / "s/README.md").read_text()
+    assert "--centres 2 --centre-shift 0.5 --centre-names P,Q" in readme and "| Q | -1 | -15.0 |" in readme
+    assert main(["synth", "--n", "2", "--centres", "2", "--centre-names", "P", "--out", str(tmp_path / "t")]) == 1

@@ -180,7 +180,7 @@ def reports(tmp_path_factory):
     # clinical levels from the manifest carry markup too, before training sees them
     manifest.df["histology"] = manifest.df["histology"].replace("other", "<b onclick=x>other</b>")
     clean = folder / "clean.json"
-    save_model(train_models(features, manifest, seed=0, ground_truth=truth), clean)
+    save_model(train_models(features, manifest, seed=0, ground_truth=truth, repeated_splits=3), clean)
     content = json.loads(clean.read_text())
     content["notes"] = list(content.get("notes") or []) + ["patient P007 excluded"]  # a patient id in a note
     content["checksum"] = content_checksum(content)
