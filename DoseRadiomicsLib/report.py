@@ -346,68 +346,6 @@ def _survival(model: dict) -> str:
     return "".join(out)
 
 
-# --- stats-a hook (issue 13: separation, events per variable, bootstrap optimism, LOCO) -------------
-def internal_validation_section(model: dict) -> str:
-    """Separation warnings, events per variable, the optimism-corrected figures beside the split-sample
-    ones, and leave-one-centre-out validation (empty string when the model file has none of them)."""
-    models = model.get("models", {})
-    # the models' own names in the file's order (an order naming unknown models is ignored)
-    order = [n for n in (model.get("model_order") or []) if n in models] or list(models)
-    out = []
-    warnings = model.get("warnings") or []
-    if warnings:
-        out.append("<h3>Warnings</h3><ul>" + "".join(f'<li class="note">{e(w)}</li>' for w in warnings) + "</ul>")
-    rows = []
-    for name in order:
-        m = models.get(name, {})
-        epv = m.get("events_per_variable") or {}
-        sep = m.get("separation") or {}
-        if epv or sep:
-            rows.append([e(name), e(m.get("fit_method")), e(epv.get("inputs")), num(epv.get("epv"), 1),
-                         e(epv.get("candidates")), num(epv.get("epv_candidates"), 2),
-                         "yes: " + e("; ".join(sep.get("reasons", []))) if sep.get("separation") else "no"])
-    if rows:
-        out += ["<h3>Events per variable and separation</h3>",
-                table(["Model", "Fit", "Inputs", "EPV", "Candidates", "EPV (candidates)", "Separation (ML fit)"],
-                      rows, numeric=(2, 3, 4, 5)),
-                f"<p>{e(model.get('settings', {}).get('events_per_variable'))}.</p>"]
-    iv = model.get("internal_validation") or {}
-    boot = iv.get("bootstrap")
-    if boot:
-        val = model.get("evaluation", {}).get("validation", {})
-        rows = []
-        for name in order:
-            sm = boot["summary"].get(name)
-            if not sm:
-                continue
-            rows.append([e(name)] + [num(sm["auc"][k]) for k in ("apparent", "optimism", "corrected")]
-                        + [num(val.get(name, {}).get("auc"))]
-                        + [num(sm["calibration_slope"][k]) for k in ("corrected", "test_mean")]
-                        + [num(sm["brier"][k]) for k in ("apparent", "corrected")]
-                        + [num(val.get(name, {}).get("brier"))])
-        out += ["<h3>Bootstrap optimism correction (Harrell)</h3>",
-                f"<p>{e(boot['completed'])} of {e(boot['replicates'])} replicates (seed {e(boot['seed'])}, "
-                f"{e(boot['replicate_seeds'])}), training cohort n={e(boot['n'])}. {e(boot['method'])}</p>",
-                table(["Model", "AUC apparent", "optimism", "AUC corrected", "AUC validation (split)",
-                       "Calibration slope corrected", "Calibration slope of the refits on the training cohort (mean)",
-                       "Brier apparent", "Brier corrected", "Brier validation (split)"],
-                      rows, numeric=tuple(range(1, 10)))]
-    loco = iv.get("leave_one_centre_out")
-    if loco:
-        rows = []
-        for r in loco["centres"]:
-            if "error" in r:
-                rows.append([e(r["centre"]), e(r["n"]), "–", e(f"not assessed: {r['error']}"), "–", "–"])
-                continue
-            c = r["models"].get("combined", {})
-            rows.append([e(r["centre"]), e(r["n"]), e(r["events"]),
-                         f"{num(c.get('auc'))} ({num(c.get('ci_low'))}–{num(c.get('ci_high'))})",
-                         num(c.get("calibration_slope")), num(c.get("brier"))])
-        out += ["<h3>Leave-one-centre-out validation (combined model)</h3>", f"<p>{e(loco['method'])}.</p>",
-                table(["Centre left out", "n", "Events", "AUC (95% CI)", "Calibration slope", "Brier"], rows,
-                      numeric=(1, 2, 4, 5))]
-    return ("<h2>Internal validation, separation and events per variable</h2>" + "\n".join(out)) if out else ""
-# --- end of stats-a hook --------------------------------------------------------------------------
 
 
 def render_report(model: dict) -> str:
@@ -438,7 +376,6 @@ def render_report(model: dict) -> str:
         f"<figure>{calibration_figure(model)}<figcaption>Observed proportion against mean predicted "
         "probability in deciles of predicted risk.</figcaption></figure>",
         "<h2>Risk stratification</h2>", _survival(model),
-        internal_validation_section(model),
     ]
     if gt:
         parts += ["<h2>Ground truth (synthetic cohort)</h2>",

@@ -38,36 +38,41 @@ def _link(title: str) -> str:
 
 
 def events_per_variable(model: dict) -> list:
-    """One row per model: inputs, the smaller outcome class in training, EPV (recorded or computed)."""
+    """One row per model: fit, inputs, the smaller outcome class in training, EPV (recorded by
+    ``train`` in ``models.<name>.events_per_variable``, else computed here from the cohort)."""
     train = model["cohort"]["train"]
     smaller = min(train["events"], train["n"] - train["events"])
     rows = []
     for name in MODEL_NAMES:
         m = model["models"][name]
-        k = len(m["features"])
         recorded = m.get("events_per_variable")
-        sel = model.get("selection", {}).get(name) or {}
-        candidates = sel.get("n_after_filter")
-        rows.append({"model": name, "inputs": k, "smaller_class": smaller,
-                     "epv": recorded if recorded is not None else (smaller / k if k else None),
-                     "source": "model file" if recorded is not None else "computed by the report",
-                     "candidates": candidates,
-                     "epv_candidates": smaller / candidates if candidates else None})
+        if isinstance(recorded, dict):
+            rows.append({"model": name, "fit": m.get("fit_method"), "inputs": recorded.get("inputs"),
+                         "smaller_class": recorded.get("minority_class_n"), "epv": recorded.get("epv"),
+                         "source": "model file", "candidates": recorded.get("candidates"),
+                         "epv_candidates": recorded.get("epv_candidates")})
+            continue
+        k = len(m["features"])
+        candidates = (model.get("selection", {}).get(name) or {}).get("n_after_filter")
+        rows.append({"model": name, "fit": m.get("fit_method"), "inputs": k, "smaller_class": smaller,
+                     "epv": smaller / k if k else None, "source": "computed by the report",
+                     "candidates": candidates, "epv_candidates": smaller / candidates if candidates else None})
     return rows
 
 
 def separation_flags(model: dict) -> list:
-    """(model, message) for every model whose fit shows separation, recorded or visible in the file."""
+    """(model, message) for every model whose maximum-likelihood fit shows separation: the check
+    ``train`` recorded (``models.<name>.separation``), or, in files without it, what the coefficients
+    show."""
     out = []
     for name in MODEL_NAMES:
         m = model["models"][name]
         sep = m.get("separation")
         if isinstance(sep, dict):
-            if sep.get("detected"):
-                out.append((name, str(sep.get("message") or "separation detected in training")))
+            if sep.get("separation"):
+                out.append((name, "; ".join(sep.get("reasons") or []) or "separation detected in training"))
             continue
-        if isinstance(sep, str) and sep:
-            out.append((name, sep))
+        if "separation" in m:  # recorded as None: intercept only, nothing to separate
             continue
         train_auc = ((model.get("evaluation", {}).get("train") or {}).get(name) or {}).get("auc")
         big = [f for f, c, s in zip(m["features"], m["coefficients"], m["sources"])
@@ -87,17 +92,23 @@ def _epv_section(model: dict) -> str:
     rows = []
     for r in events_per_variable(model):
         flag = r["epv"] is not None and r["epv"] < EPV_WARN
-        rows.append([e(r["model"]), e(r["inputs"]), e(r["smaller_class"]),
+        rows.append([e(r["model"]), e(r["fit"]), e(r["inputs"]), e(r["smaller_class"]),
                      (f'<span class="note">{num(r["epv"], 1)}</span>' if flag else num(r["epv"], 1)),
                      e(r["source"]), e(r["candidates"]) if r["candidates"] is not None else "–",
                      num(r["epv_candidates"], 2)])
-    method = model.get("settings", {}).get("penalised") or "maximum likelihood (unpenalised)"
-    out = ["<p>Events per variable (EPV): the smaller outcome class in the training cohort divided by the "
-           "model's inputs, and by the candidate features LASSO chose from (what the selection had to "
-           f"support). Below {EPV_WARN} (highlighted) the coefficients are unstable and overfitting is "
-           f"likely. Multivariable fits: {e(method)}.</p>",
-           table(["Model", "Inputs", "Smaller class (training)", "EPV", "EPV from", "Candidates after filter",
-                  "EPV on candidates"], rows, numeric=(1, 2, 3, 5, 6))]
+    method = (model.get("settings", {}).get("penalised_description") or model.get("settings", {}).get("penalised")
+              or "maximum likelihood (unpenalised)")
+    out = []
+    warnings = model.get("warnings") or []
+    if warnings:
+        out.append('<p class="note"><b>Warnings from training.</b></p><ul>'
+                   + "".join(f'<li class="note">{e(w)}</li>' for w in warnings) + "</ul>")
+    out += ["<p>Events per variable (EPV): the smaller outcome class in the training cohort divided by the "
+            "model's inputs, and by the candidate features LASSO chose from (what the selection had to "
+            f"support). Below {EPV_WARN} (highlighted) the coefficients are unstable and overfitting is "
+            f"likely. Multivariable fits: {e(method)}.</p>",
+            table(["Model", "Fit", "Inputs", "Smaller class (training)", "EPV", "EPV from",
+                   "Candidates after filter", "EPV on candidates"], rows, numeric=(2, 3, 4, 6, 7))]
     flags = separation_flags(model)
     if flags:
         out.append('<p class="note"><b>Separation warnings.</b></p><ul>' + "".join(
@@ -108,35 +119,50 @@ def _epv_section(model: dict) -> str:
 
 
 def _optimism_section(model: dict) -> str:
+    """Harrell's bootstrap optimism correction beside the split-sample figures, and leave-one-centre-out
+    validation, as ``train`` records them in ``internal_validation``."""
     from .report import e, num, table
     iv = model.get("internal_validation") or {}
-    boot = iv.get("bootstrap")
+    order = [n for n in MODEL_NAMES if n in model.get("models", {})]
     out = []
-    if isinstance(boot, dict) and isinstance(boot.get("metrics"), dict):
+    boot = iv.get("bootstrap")
+    if boot:
+        val = model.get("evaluation", {}).get("validation", {})
         rows = []
-        for metric, per_model in boot["metrics"].items():
-            for name, v in (per_model or {}).items():
-                if isinstance(v, dict):
-                    rows.append([e(metric), e(name), num(v.get("apparent")), num(v.get("optimism")),
-                                 num(v.get("corrected"))])
-        out += [f"<p>Harrell's bootstrap optimism correction of the whole pipeline: {e(boot.get('replicates'))} "
-                f"replicates, seed {e(boot.get('seed'))}.</p>",
-                table(["Measure", "Model", "Apparent", "Optimism", "Optimism-corrected"], rows, numeric=(2, 3, 4))]
+        for name in order:
+            sm = boot["summary"].get(name)
+            if not sm:
+                continue
+            rows.append([e(name)] + [num(sm["auc"][k]) for k in ("apparent", "optimism", "corrected")]
+                        + [num(val.get(name, {}).get("auc"))]
+                        + [num(sm["calibration_slope"][k]) for k in ("corrected", "test_mean")]
+                        + [num(sm["brier"][k]) for k in ("apparent", "corrected")]
+                        + [num(val.get(name, {}).get("brier"))])
+        out += ["<h3>Bootstrap optimism correction (Harrell)</h3>",
+                f"<p>{e(boot['completed'])} of {e(boot['replicates'])} replicates (seed {e(boot['seed'])}, "
+                f"{e(boot['replicate_seeds'])}), training cohort n={e(boot['n'])}. {e(boot['method'])}</p>",
+                table(["Model", "AUC apparent", "optimism", "AUC corrected", "AUC validation (split)",
+                       "Calibration slope corrected", "Calibration slope of the refits on the training cohort (mean)",
+                       "Brier apparent", "Brier corrected", "Brier validation (split)"],
+                      rows, numeric=tuple(range(1, 10)))]
     else:
-        out.append("<p>Bootstrap optimism correction: not done for this model file (train with the bootstrap "
-                   "option of a DoseRadiomics version that offers it).</p>")
+        out.append("<p>Bootstrap optimism correction: not done for this model file (<code>train --bootstrap "
+                   "N</code>).</p>")
     loco = iv.get("leave_one_centre_out")
     if loco:
-        from .fileio import jsonable
-        out.append("<p>Leave-one-centre-out validation:</p><pre class=\"eq\">"
-                   + e(_short_json(jsonable(loco))) + "</pre>")
+        rows = []
+        for r in loco["centres"]:
+            if "error" in r:
+                rows.append([e(r["centre"]), e(r["n"]), "–", e(f"not assessed: {r['error']}"), "–", "–"])
+                continue
+            c = r["models"].get("combined", {})
+            rows.append([e(r["centre"]), e(r["n"]), e(r["events"]),
+                         f"{num(c.get('auc'))} ({num(c.get('ci_low'))}–{num(c.get('ci_high'))})",
+                         num(c.get("calibration_slope")), num(c.get("brier"))])
+        out += ["<h3>Leave-one-centre-out validation (combined model)</h3>", f"<p>{e(loco['method'])}.</p>",
+                table(["Centre left out", "n", "Events", "AUC (95% CI)", "Calibration slope", "Brier"], rows,
+                      numeric=(1, 2, 4, 5))]
     return "".join(out)
-
-
-def _short_json(value, limit: int = 4000) -> str:
-    import json
-    text = json.dumps(value, indent=1)
-    return text if len(text) <= limit else text[:limit] + "\n..."
 
 
 # --------------------------------------------------------------------------------------------
