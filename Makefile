@@ -76,7 +76,7 @@ test-main: $(STAMP)
 test-slicer-envs: $(SLICER_STAMPS)
 	@set -e; for e in $(SLICER_ENVS); do \
 	  echo "== Slicer-$$e-like environment (.venv-slicer-$$e)"; \
-	  .venv-slicer-$$e/bin/python -m pytest -q -n 2 --dist loadfile $(SLICER_ENV_TESTS); \
+	  .venv-slicer-$$e/bin/python -m pytest -q -n 2 --dist loadfile --durations=10 $(SLICER_ENV_TESTS); \
 	done
 
 benchmark: $(STAMP)
