@@ -63,6 +63,15 @@ def test_elastic_net_satisfies_its_optimality_conditions():
         assert max(_kkt_errors(X, y, path["coefs"][k], path["intercepts"][k], lams[k], alpha=0.5)) <= 1e-6
 
 
+def _lasso_reference(**kwargs):
+    """scikit-learn's L1 logistic regression: asked for by ``penalty="l1"`` up to 1.7 (where
+    ``l1_ratio`` alone is ignored and the fit is L2: Slicer 5.8's pip picks 1.7), by
+    ``l1_ratio=1`` from 1.8 (``penalty`` deprecated)."""
+    if LogisticRegression().get_params().get("penalty") == "l2":
+        return LogisticRegression(penalty="l1", **kwargs)
+    return LogisticRegression(l1_ratio=1.0, **kwargs)
+
+
 def test_matches_scikit_learn_saga_with_its_unpenalised_intercept():
     """scikit-learn minimises C sum(logloss) + ||b||_1; divided by C n it is this objective for
     C = 1 / (n lambda) (features standardised the same way; saga leaves the intercept unpenalised)."""
@@ -73,7 +82,7 @@ def test_matches_scikit_learn_saga_with_its_unpenalised_intercept():
     lams = lambda_grid(lam_max, 20, 0.05)
     path = logistic_elastic_net_path(X, y, lams, tol=1e-9)
     for k in (3, 10, 19):
-        ref = LogisticRegression(C=1 / (n * lams[k]), l1_ratio=1.0, solver="saga", tol=1e-12, max_iter=100000)
+        ref = _lasso_reference(C=1 / (n * lams[k]), solver="saga", tol=1e-12, max_iter=100000)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", (ConvergenceWarning, FutureWarning, UserWarning))
             ref.fit(Z, y)
@@ -98,7 +107,7 @@ def test_liblinear_differs_only_by_its_penalised_intercept():
     lam = lambda_max(X, y) * 0.2
     path = logistic_elastic_net_path(X, y, np.array([lambda_max(X, y), lam]), tol=1e-10)
     ours_std = path["coefs"][1] * X.std(axis=0)
-    ref = LogisticRegression(C=1 / (n * lam), l1_ratio=1.0, solver="liblinear", tol=1e-12, max_iter=100000,
+    ref = _lasso_reference(C=1 / (n * lam), solver="liblinear", tol=1e-12, max_iter=100000,
                              intercept_scaling=1e4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, FutureWarning, UserWarning))
