@@ -26,7 +26,7 @@ FRAME_OF_REFERENCE_KEY = "0020|0052"
 _RT_MODALITIES = {"RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "RTRECORD", "REG", "SEG", "SR", "PR"}
 _HEADER_TAGS = ["Modality", "SeriesInstanceUID", "SeriesDescription", "ImagePositionPatient",
                 "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
-                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns"]
+                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel"]
 # Positions closer than this (mm) along the normal are "the same slice".
 _SAME_POSITION_MM = 1e-3
 
@@ -119,6 +119,25 @@ def check_image_size(size, bytes_per_voxel, what, patient=None, path=None) -> No
     check(size, bytes_per_voxel, what, patient, path)
 
 
+def _check_not_truncated(path: Path, ds, patient) -> None:
+    """A slice whose file is shorter than its uncompressed pixel data is truncated. GDCM of SimpleITK
+    2.3 (Slicer 5.8) reads such a file without an error; later versions raise."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = getattr(meta, "TransferSyntaxUID", None) if meta is not None else None
+    if syntax is None or getattr(syntax, "is_compressed", True):
+        return  # compressed pixel data has no expected length; the decoder checks it
+    try:
+        expected = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1)
+                    * int(ds.get("NumberOfFrames") or 1) * int(ds.BitsAllocated) // 8)
+    except (AttributeError, TypeError, ValueError):
+        return
+    size = path.stat().st_size
+    if size < expected:
+        raise InputError(f"the CT slice {path.name} is truncated: its pixel data needs {expected} bytes, "
+                         f"the file has {size}", patient=patient, path=path,
+                         hint="a slice file is damaged or truncated; copy the series again")
+
+
 def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
     """Read the CT series in a folder, or the series one DICOM file belongs to.
 
@@ -197,6 +216,8 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
     first = slices[0][1]
     check_image_size((int(first.get("Columns") or 0), int(first.get("Rows") or 0), len(slices)), 4,
                      "CT", patient, slices[0][0])  # before GDCM allocates (rescaled voxels may be float32)
+    for p, ds in slices:
+        _check_not_truncated(p, ds, patient)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames([str(p) for p, _ in slices])
     try:
