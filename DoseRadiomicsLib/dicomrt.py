@@ -26,7 +26,8 @@ FRAME_OF_REFERENCE_KEY = "0020|0052"
 _RT_MODALITIES = {"RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "RTRECORD", "REG", "SEG", "SR", "PR"}
 _HEADER_TAGS = ["Modality", "SeriesInstanceUID", "SeriesDescription", "ImagePositionPatient",
                 "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
-                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns"]
+                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns", "ImageType", "PatientID",
+                "StudyInstanceUID"]
 # Positions closer than this (mm) along the normal are "the same slice".
 _SAME_POSITION_MM = 1e-3
 
@@ -108,8 +109,18 @@ def _image_headers(folder: Path):
             continue
         if ds.get("ImagePositionPatient") is None or ds.get("SeriesInstanceUID") is None:
             continue
+        if is_localizer(ds):  # a scout exported with the CT is not a slice of it
+            continue
         found.append((p, ds))
     return found
+
+
+def is_localizer(ds) -> bool:
+    """A scout / topogram: ImageType says LOCALIZER (DICOM PS3.3 C.8.2.1.1.1)."""
+    image_type = ds.get("ImageType") or []
+    if isinstance(image_type, str):
+        image_type = image_type.split("\\")
+    return any(str(v).strip().upper() == "LOCALIZER" for v in image_type)
 
 
 def check_image_size(size, bytes_per_voxel, what, patient=None, path=None) -> None:
@@ -135,6 +146,9 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         if modality in _RT_MODALITIES:
             raise InputError(f"this is a DICOM {modality} file, not a CT image",
                              patient=patient, path=path, hint="give the CT series folder or one CT slice")
+        if is_localizer(own):
+            raise InputError("this is a LOCALIZER (scout) image, not a slice of the planning CT",
+                             patient=patient, path=path, hint="give the CT series folder or one of its axial slices")
         if own.get("ImagePositionPatient") is None:
             raise InputError("DICOM file without ImagePositionPatient: not an image slice",
                              patient=patient, path=path)
@@ -152,11 +166,12 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         cts = {uid: s for uid, s in series.items()
                if str(s[0][1].get("Modality", "")).upper() == "CT"} or series
         if len(cts) > 1:
-            listing = "; ".join(f"{uid} ({len(s)} slices, '{s[0][1].get('SeriesDescription', '')}')"
-                                for uid, s in cts.items())
+            listing = "; ".join(f"{uid} ({len(s)} slices, '{s[0][1].get('SeriesDescription', '')}', "
+                                f"files {s[0][0].name} ...)" for uid, s in cts.items())
             raise InputError(f"the folder holds {len(cts)} image series: {listing}",
                              patient=patient, path=path,
-                             hint="give one file of the wanted series instead of the folder")
+                             hint="give one file of the wanted series instead of the folder, or the whole "
+                                  "export with --patient-dir")
         wanted = next(iter(cts))
     slices = series[wanted]
 
@@ -217,6 +232,9 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
     if frame:
         image.SetMetaData(FRAME_OF_REFERENCE_KEY, frame)
     details = {"format": "DICOM", "series_instance_uid": wanted, "slices": len(slices),
+               "first_file": str(slices[0][0]),
+               "patient_id": str(slices[0][1].get("PatientID", "")) or None,
+               "study_instance_uid": str(slices[0][1].get("StudyInstanceUID", "")) or None,
                "modality": str(slices[0][1].get("Modality", "")),
                "series_description": str(slices[0][1].get("SeriesDescription", ""))}
     return image, {"frame_of_reference_uid": frame, **details}
@@ -362,6 +380,86 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
 # RTSTRUCT
 # ----------------------------------------------------------------------------------------------
 
+def _name_key(name) -> str:
+    # The name rule: case and spaces do not matter ("PTV 70" is "ptv70").
+    return "".join(str(name).split()).casefold()
+
+
+def structures_named(names, name) -> list[int]:
+    """Indices in ``names`` of the structures that the GTV name the user gave (``--gtv-name``) picks.
+
+    The one name rule, for RTSTRUCT ROIs, segments of a ``.seg.nrrd``, the Slicer module's
+    segments and the manifest builder: case and spaces do not matter. ``name`` may also be several
+    rules separated by ``|`` (aliases, tried in order: the first that matches anything wins), each
+    a name, ``glob:PATTERN`` (shell wildcards) or ``re:PATTERN`` (a regular expression matching the
+    whole name, case-insensitive); a list or tuple of rules is the same as ``|``.
+    """
+    import fnmatch
+    import re as _re
+
+    rules = list(name) if isinstance(name, (list, tuple)) else str(name).split("|")
+    keys = [_name_key(n) for n in names]
+    for rule in (str(r).strip() for r in rules):
+        if not rule:
+            continue
+        if rule.lower().startswith("glob:"):
+            pattern = _name_key(rule[5:])
+            hits = [i for i, k in enumerate(keys) if fnmatch.fnmatchcase(k, pattern)]
+        elif rule.lower().startswith("re:"):
+            try:
+                rx = _re.compile(rule[3:].strip(), _re.IGNORECASE)
+            except _re.error as exc:
+                raise InputError(f"the GTV name rule '{rule}' is not a valid regular expression ({exc})",
+                                 hint="write re:PATTERN with a Python regular expression") from None
+            hits = [i for i, n in enumerate(names) if rx.fullmatch(str(n).strip())]
+        else:
+            hits = [i for i, k in enumerate(keys) if k == _name_key(rule)]
+        if hits:
+            return hits
+    return []
+
+
+def close_names(names, name, n: int = 3) -> list[str]:
+    """Up to ``n`` of ``names`` that look like ``name`` (for "did you mean"), ignoring case, spaces,
+    '_' and '-'."""
+    import difflib
+
+    def loose(x):
+        return "".join(ch for ch in _name_key(x) if ch not in "_-.")
+
+    rules = [r for r in (list(name) if isinstance(name, (list, tuple)) else str(name).split("|"))
+             if not str(r).lower().startswith(("glob:", "re:"))]
+    by_key = {}
+    for x in names:
+        by_key.setdefault(loose(x), x)
+    out = []
+    for r in rules:
+        for k in difflib.get_close_matches(loose(r), list(by_key), n=n, cutoff=0.6):
+            if by_key[k] not in out:
+                out.append(by_key[k])
+    return out[:n]
+
+
+def choose_structure(names, name, what: str = "structure", patient=None, path=None) -> int:
+    """The index of the one structure ``name`` picks (:func:`structures_named`), or an InputError
+    listing the candidates (none matched: every name, with a close-name suggestion; several: those)."""
+    listing = ", ".join(repr(n) for n in names)
+    if name is None or not str(name).strip():
+        raise InputError(f"the file holds several {what}s; say which one is the GTV", patient=patient, path=path,
+                         hint=f"pass --gtv-name, one of: {listing}")
+    hits = structures_named(names, name)
+    if not hits:
+        near = close_names(names, name)
+        raise InputError(f"no {what} named '{name}'; available: {listing}"
+                         + (f"; did you mean {' or '.join(repr(x) for x in near)}?" if near else ""),
+                         patient=patient, path=path, hint="pass one of the available names as --gtv-name "
+                         "(or several rules: 'GTV|GTVp|glob:GTV*|re:gtv.*')")
+    if len(hits) > 1:
+        raise InputError(f"{len(hits)} {what}s match '{name}': {', '.join(repr(names[i]) for i in hits)}",
+                         patient=patient, path=path, hint="give one exact name as --gtv-name")
+    return hits[0]
+
+
 def rtstruct_rois(ds) -> list[dict]:
     """ROIs of an RTSTRUCT dataset: number, name, frame of reference, contours (datasets)."""
     contours = {}
@@ -436,16 +534,18 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
         raise InputError("an RTSTRUCT holds several structures; say which one is the GTV",
                          patient=patient, path=path,
                          hint=f"pass --gtv-name, one of: {', '.join(repr(n) for n in names)}")
-    matches = [r for r in rois if r["name"].casefold() == str(name).strip().casefold()]
-    if not matches:
-        raise InputError(f"no structure named '{name}'; available: {', '.join(repr(n) for n in names)}"
-                         + truncated,
-                         patient=patient, path=path, hint="pass one of the available names as --gtv-name")
-    if len(matches) > 1:
-        raise InputError(f"{len(matches)} structures are named '{name}' (ROI numbers "
+    matches = [rois[i] for i in structures_named(names, name)]
+    if len({r["name"] for r in matches}) == 1 and len(matches) > 1:
+        raise InputError(f"{len(matches)} structures are named '{matches[0]['name']}' (ROI numbers "
                          f"{', '.join(r['number'] for r in matches)})", patient=patient, path=path,
                          hint="rename the duplicates in the planning system")
-    roi = matches[0]
+    try:
+        roi = rois[choose_structure(names, name, "structure", patient, path)]
+    except InputError as exc:
+        if truncated and not matches:
+            exc.problem += truncated
+            exc.with_context()
+        raise
     if (reference_frame_uid and roi["frame_of_reference_uid"]
             and roi["frame_of_reference_uid"] != reference_frame_uid):
         raise InputError(f"structure '{roi['name']}' is in frame of reference {roi['frame_of_reference_uid']} "

@@ -290,7 +290,7 @@ def _read_segmentation(p: Path, image: sitk.Image, reference: sitk.Image, name, 
     segments = _segments(image)
     names = ", ".join(repr(s["name"]) for s in segments)
     if name is not None:
-        chosen = [s for s in segments if s["name"].casefold() == str(name).strip().casefold()]
+        chosen = [segments[i] for i in dicomrt.structures_named([s["name"] for s in segments], name)]
         if not chosen:
             raise InputError(f"no segment named '{name}'; available: {names}", patient=patient, path=p,
                              hint="pass one of the available names as --gtv-name")

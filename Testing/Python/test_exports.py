@@ -1,0 +1,204 @@
+"""Planning-system exports (issue 11): a patient folder in, the same features as the plain NRRD route out.
+
+Every DICOM variation is built here from a real OpenKBP patient (make_exports.py, pydicom) and
+compared with the NRRD files of the same numbers: the images that reach pyradiomics must be equal
+(CT and mask exactly, dose on the CT grid to 1e-6 relative), and for the plain export every feature
+is compared; an unsupported variation must give the documented error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from DoseRadiomicsLib import dicomrt, discovery
+from DoseRadiomicsLib.cli import main
+from DoseRadiomicsLib.errors import InputError
+from DoseRadiomicsLib.pipeline import PatientInputs, extract_patient, load_patient
+from DoseRadiomicsLib.readers import read_ct
+
+import make_exports as mx
+
+
+@pytest.fixture(scope="module")
+def patient(openkbp):
+    return mx.load_patient(openkbp("pt_10"))
+
+
+@pytest.fixture(scope="module")
+def nrrd_route(patient, tmp_path_factory):
+    files = mx.write_nrrd_route(patient, tmp_path_factory.mktemp("nrrd"))
+    inputs = PatientInputs("p", str(files["ct"]), str(files["dose"]), str(files["gtv"]), dose_unit="Gy")
+    return {"files": files, "inputs": inputs, "loaded": load_patient(inputs)}
+
+
+def _arrays(loaded):
+    return {"ct": sitk.GetArrayFromImage(loaded.ct.image), "gtv": sitk.GetArrayFromImage(loaded.gtv),
+            "dose": sitk.GetArrayFromImage(loaded.dose_on_ct).astype(np.float64)}
+
+
+def assert_same_images(loaded, reference):
+    """What pyradiomics would see is the same: CT and GTV exactly, the dose on the CT grid to 1e-6."""
+    a, b = _arrays(loaded), _arrays(reference)
+    assert np.array_equal(a["ct"], b["ct"])
+    assert np.array_equal(a["gtv"], b["gtv"])
+    np.testing.assert_allclose(a["dose"], b["dose"], rtol=1e-6, atol=1e-6 * b["dose"].max())
+    np.testing.assert_allclose(loaded.ct.image.GetOrigin(), reference.ct.image.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(loaded.ct.image.GetSpacing(), reference.ct.image.GetSpacing(), atol=1e-6)
+
+
+def dir_inputs(folder, **kw):
+    return PatientInputs("p", kw.pop("ct", None), kw.pop("dose", None), kw.pop("gtv", None),
+                         gtv_name=kw.pop("gtv_name", "PTV70"), patient_dir=str(folder), **kw)
+
+
+def test_export_folder_on_the_command_line_gives_the_nrrd_routes_features(patient, nrrd_route, tmp_path):
+    """An Eclipse-style export (CT slices, a scout, RS, RD, RP and a text file in one folder) through
+    ``extract --patient-dir``, the ROI named with other case and spaces: every feature equal."""
+    folder = mx.Export(patient, roi_names=("PTV70", "BODY")).write(tmp_path / "export")
+    out = tmp_path / "out"
+    assert main(["extract", "--patient-dir", str(folder), "--gtv-name", "ptv 70", "--out", str(out),
+                 "--no-png", "--quiet"]) == 0
+    with open(out / "features.csv") as fh:
+        row = next(csv.DictReader(fh))
+    ref = extract_patient(nrrd_route["inputs"])
+    assert set(row) == {"patient_id", "settings_hash", *ref.features}
+    ours = np.array([float(row[k]) for k in ref.features])
+    theirs = np.array(list(ref.features.values()), float)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9)
+    rec = json.loads((out / "extraction.json").read_text())["discovery"]
+    assert rec["ct"]["why"] == "the series the RTSTRUCT references" and rec["ct"]["files"] == patient["ct"].shape[0]
+    assert rec["rtstruct"]["file"] == "RS.plan.dcm" and rec["rtdose"]["files"] == ["RD.plan.dcm"]
+    assert rec["skipped"]["a LOCALIZER (scout) image"]["files"] == ["CT.scout.dcm"]
+    assert rec["plan_files"] == ["RP.plan.dcm"]
+
+
+def test_ct_folder_holding_a_scout_and_rt_files_reads_the_ct(patient, nrrd_route, tmp_path):
+    folder = mx.Export(patient).write(tmp_path / "export")
+    ct = read_ct(folder)
+    assert np.array_equal(sitk.GetArrayFromImage(ct.image), sitk.GetArrayFromImage(nrrd_route["loaded"].ct.image))
+    with pytest.raises(InputError, match="LOCALIZER") as err:
+        read_ct(folder / "CT.scout.dcm")
+    assert "CT.scout.dcm" in str(err.value)
+
+
+@pytest.mark.parametrize("variation", ["nested", "cgy_absolute", "beams"])
+def test_export_variations_give_the_same_images(patient, nrrd_route, tmp_path, variation):
+    e = mx.Export(patient, cgy=variation == "cgy_absolute", absolute_offsets=variation == "cgy_absolute")
+    folder = e.write(tmp_path / "export", layout="nested" if variation == "nested" else "eclipse")
+    if variation == "beams":
+        (folder / "RD.plan.dcm").unlink()
+        for n, part in enumerate(mx.beam_split(patient, 3), start=1):
+            e.write_rtdose(folder / f"RD.beam{n}.dcm", stored=part, summation="BEAM")
+    loaded = load_patient(dir_inputs(folder))
+    assert_same_images(loaded, nrrd_route["loaded"])
+    rec = loaded.record["discovery"]
+    if variation == "beams":
+        assert rec["rtdose"]["summation"] == "BEAM (3 summed)"
+        assert rec["rtdose"]["files"] == ["RD.beam1.dcm", "RD.beam2.dcm", "RD.beam3.dcm"]
+        assert "summed" in rec["rtdose"]["why"]
+    if variation == "cgy_absolute":
+        assert loaded.dose.details["original_units"] == "CGY"
+        assert loaded.dose.details["grid_frame_offsets"] == "absolute"
+
+
+def test_a_single_beam_or_fraction_dose_is_refused(patient, nrrd_route, tmp_path):
+    e = mx.Export(patient)
+    folder = e.write(tmp_path / "export")
+    beam = e.write_rtdose(tmp_path / "RD.beam.dcm", summation="BEAM")
+    files = nrrd_route["files"]
+    with pytest.raises(InputError, match="BEAM: the dose of one beam") as err:
+        load_patient(PatientInputs("p", str(folder / "RS.plan.dcm").replace("RS.plan.dcm", ""), str(beam),
+                                   str(folder / "RS.plan.dcm"), gtv_name="PTV70"))
+    assert "--patient-dir" in str(err.value) and "RD.beam.dcm" in str(err.value)
+    (folder / "RD.plan.dcm").unlink()
+    e.write_rtdose(folder / "RD.fraction.dcm", summation="FRACTION")
+    with pytest.raises(InputError, match="no usable RTDOSE") as err:
+        load_patient(dir_inputs(folder))
+    assert "RD.fraction.dcm: DoseSummationType FRACTION: a dose of one fraction" in str(err.value)
+    assert files  # the NRRD route is untouched
+
+
+def test_ambiguities_list_the_candidates_and_the_option_that_picks(patient, nrrd_route, tmp_path):
+    e = mx.Export(patient)
+    folder = e.write(tmp_path / "export")
+    e.write_rtdose(folder / "RD.plan2.dcm")
+    with pytest.raises(InputError, match="2 plan doses") as err:
+        load_patient(dir_inputs(folder))
+    text = str(err.value)
+    assert "RD.plan.dcm" in text and "RD.plan2.dcm" in text and "date 20250103" in text and "--dose FILE" in text
+    assert_same_images(load_patient(dir_inputs(folder, dose="RD.plan.dcm")), nrrd_route["loaded"])
+
+    e.write_rtstruct(folder / "RS.old.dcm", label="RS old")
+    with pytest.raises(InputError, match="2 structure sets") as err:
+        load_patient(dir_inputs(folder, dose="RD.plan.dcm"))
+    assert "RS.old.dcm" in str(err.value) and "'RS old'" in str(err.value) and "--gtv FILE" in str(err.value)
+    picked = load_patient(dir_inputs(folder, dose="RD.plan.dcm", gtv=str(folder / "RS.plan.dcm")))
+    assert picked.record["discovery"]["rtstruct"] == {"file": "RS.plan.dcm", "label": "RS plan",
+                                                      "date": "20250102", "why": "picked by the user (--gtv)"}
+
+    other = mx.Export(patient)            # a second CT series (another frame) in the folder
+    other.write_ct(folder / "second_ct")
+    (folder / "RS.old.dcm").unlink()
+    loaded = load_patient(dir_inputs(folder, dose="RD.plan.dcm"))
+    assert loaded.record["discovery"]["other_image_series"][0]["files"] == patient["ct"].shape[0]
+
+
+def test_plan_consistency_refuses_another_frame_and_warns_on_ids(patient, nrrd_route, tmp_path):
+    e = mx.Export(patient)
+    folder = e.write(tmp_path / "export")
+    (folder / "RD.plan.dcm").unlink()
+    e.write_rtdose(folder / "RD.other.dcm", frame="1.2.3.4.5")
+    with pytest.raises(InputError, match="frame of reference 1.2.3.4.5, not the CT's") as err:
+        load_patient(dir_inputs(folder))
+    assert "RD.other.dcm" in str(err.value)
+    # picked explicitly, it still may not be in another frame
+    with pytest.raises(InputError, match="different frames of reference") as err:
+        load_patient(dir_inputs(folder, dose="RD.other.dcm"))
+    assert "1.2.3.4.5" in str(err.value) and e.frame in str(err.value)
+
+    (folder / "RD.other.dcm").unlink()
+    e.write_rtdose(folder / "RD.plan.dcm", patient_id="SOMEONE_ELSE")
+    loaded = load_patient(dir_inputs(folder))
+    warning = "PatientID differs: CT 'OKBP10', RTSTRUCT 'OKBP10', RTDOSE 'SOMEONE_ELSE'"
+    assert warning in loaded.record["discovery"]["warnings"] and warning in loaded.record["alignment"]["warnings"]
+    # the single-file route warns the same way
+    single = load_patient(PatientInputs("p", str(folder), str(folder / "RD.plan.dcm"), str(folder / "RS.plan.dcm"),
+                                        gtv_name="PTV70"))
+    assert any("PatientID differs" in w and "SOMEONE_ELSE" in w for w in single.record["alignment"]["warnings"])
+    assert_same_images(single, nrrd_route["loaded"])
+
+
+@pytest.mark.parametrize("names, rule, expected", [
+    (["BODY", "PTV 70", "PTV63"], "ptv70", "PTV 70"),              # case and spaces do not matter
+    (["BODY", "GTVp", "GTV_n"], "GTV|GTV_primary|gtvp", "GTVp"),    # aliases, first that matches wins
+    (["BODY", "GTV_p_1", "CTV"], "glob:gtv_*", "GTV_p_1"),          # shell pattern
+    (["BODY", "GTV-T 1", "GTVn"], r"re:GTV[-_ ]?T.*", "GTV-T 1"),   # regular expression (whole name)
+])
+def test_gtv_name_rules(names, rule, expected):
+    assert names[dicomrt.choose_structure(names, rule)] == expected
+    assert [names[i] for i in dicomrt.structures_named(names, rule)] == [expected]
+
+
+def test_gtv_name_errors_list_candidates_and_suggest_a_close_name():
+    with pytest.raises(InputError) as err:
+        dicomrt.choose_structure(["BODY", "GTV_p", "PTV70"], "GTVp ")
+    assert "available: 'BODY', 'GTV_p', 'PTV70'" in str(err.value) and "did you mean 'GTV_p'" in str(err.value)
+    with pytest.raises(InputError, match="2 structures match 'glob:GTV\\*': 'GTV_p', 'GTV_n'"):
+        dicomrt.choose_structure(["GTV_p", "GTV_n"], "glob:GTV*")
+    with pytest.raises(InputError, match="not a valid regular expression"):
+        dicomrt.structures_named(["GTV"], "re:GTV(")
+
+
+def test_clinic_style_roi_names_in_an_export(patient, nrrd_route, tmp_path):
+    folder = mx.Export(patient, roi_names=("GTV 70 Gy", "Body", "PTV 70")).write(tmp_path / "export")
+    loaded = load_patient(dir_inputs(folder, gtv_name="gtv70gy"))
+    assert_same_images(loaded, nrrd_route["loaded"])
+    with pytest.raises(InputError, match="did you mean 'GTV 70 Gy'") as err:
+        load_patient(dir_inputs(folder, gtv_name="GTV_70Gy_x"))
+    assert "RS.plan.dcm" in str(err.value)
