@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from .errors import InputError
+from .slicegeom import copy_slice_positions, fractional_index, set_slice_positions, slice_positions
 
 log = logging.getLogger(__name__)
 
@@ -191,13 +192,27 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         raise InputError(f"two slices at the same position ({slices[i][0].name}, {slices[i + 1][0].name})",
                          patient=patient, path=folder,
                          hint="the folder mixes acquisitions of one series; separate them")
+    uneven = None
     if steps.size:
         dz = float(np.median(steps))
-        if np.abs(steps - dz).max() > max(0.01, 0.01 * dz):
-            i = int(np.argmax(np.abs(steps - dz)))
-            raise InputError(f"uneven slice spacing: {steps[i]:.3f} mm between {slices[i][0].name} and "
-                             f"{slices[i + 1][0].name}, {dz:.3f} mm elsewhere (a slice missing?)",
+        # Uneven spacing is accepted (finer slices around the target). A slice missing from the copy
+        # shows as a step beyond twice the usual one, or as one lone wider step between usual ones
+        # (a protocol's coarser region has several).
+        tol = max(0.01, 0.01 * dz)
+        usual = np.abs(steps - dz) <= tol
+        lone = [i for i in range(len(steps)) if steps[i] > 1.5 * dz and (i == 0 or usual[i - 1])
+                and (i == len(steps) - 1 or usual[i + 1]) and usual.sum() == len(steps) - 1]
+        wide = np.flatnonzero(steps > 2.0 * dz + tol)
+        if len(wide) or lone:
+            i = int(wide[np.argmax(steps[wide])]) if len(wide) else lone[0]
+            why = (f"more than twice the usual {dz:.3f} mm spacing" if len(wide)
+                   else f"{dz:.3f} mm between every other pair of slices")
+            raise InputError(f"uneven slice spacing: a gap of {steps[i]:.3f} mm between {slices[i][0].name} and "
+                             f"{slices[i + 1][0].name}, {why} (a slice missing?)",
                              patient=patient, path=folder, hint="copy the complete series (every slice) into the folder")
+        if np.abs(steps - dz).max() > max(0.01, 0.01 * dz):
+            uneven = (along - along[0]).tolist()
+            log.info("%s: uneven slice spacing (%s mm)", folder, sorted({round(float(x), 3) for x in steps}))
         drift = positions[-1] - positions[0]
         sideways = drift - (drift @ normal) * normal
         if np.linalg.norm(sideways) > 0.01 * abs(float(drift @ normal)) + 0.01:
@@ -227,6 +242,8 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
     image.SetSpacing((sx, sy, dz))
     image.SetOrigin(tuple(positions[0].tolist()))
     image.SetDirection(_direction_tuple(row, col, normal))
+    if uneven is not None:
+        set_slice_positions(image, uneven)
     frame = slices[0][1].get("FrameOfReferenceUID")
     frame = str(frame) if frame else None
     if frame:
@@ -237,6 +254,12 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
                "study_instance_uid": str(slices[0][1].get("StudyInstanceUID", "")) or None,
                "modality": str(slices[0][1].get("Modality", "")),
                "series_description": str(slices[0][1].get("SeriesDescription", ""))}
+    if uneven is not None:
+        details["uneven_slice_spacing"] = {
+            "steps_mm": sorted({round(float(x), 3) for x in steps}), "nominal_spacing_mm": dz,
+            "slice_positions_mm": [round(float(z), 4) for z in along],
+            "note": "kept as stored: each slice at its own position, 3D dose statistics weighted by "
+                    "each slice's own thickness"}
     return image, {"frame_of_reference_uid": frame, **details}
 
 
@@ -556,6 +579,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     origin = np.asarray(reference.GetOrigin(), float)
     matrix = np.asarray(reference.GetDirection(), float).reshape(3, 3) @ np.diag(reference.GetSpacing())
     to_index = np.linalg.inv(matrix)
+    positions = slice_positions(reference)
+    normal = np.asarray(reference.GetDirection(), float).reshape(3, 3)[:, 2]
     report = {"roi_name": roi["name"], "roi_number": roi["number"], "contours": len(roi["contours"]),
               "contours_used": 0, "slices": [], "warnings": []}
     planes: dict[tuple, list] = {}
@@ -573,6 +598,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                              hint="export the RTSTRUCT again")
         pts = np.asarray(data, float).reshape(-1, 3)
         idx = (pts - origin) @ to_index.T
+        if positions is not None:  # uneven slices: k from the true slice positions
+            idx[:, 2] = fractional_index((pts - origin) @ normal, positions)
         k = idx[:, 2]
         if np.ptp(k) > 0.5:
             raise InputError(f"a contour of '{roi['name']}' is not parallel to the CT slices "
@@ -621,4 +648,4 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                          hint="export the RTSTRUCT again" if truncated else "check that the RTSTRUCT belongs to this CT")
     image = sitk.GetImageFromArray(mask)
     image.CopyInformation(reference)
-    return image, report
+    return copy_slice_positions(reference, image), report

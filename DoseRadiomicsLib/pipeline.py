@@ -141,7 +141,20 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
 
 def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.0,)) -> "OrderedDict[str, float]":
     """Dose-volume figures of the whole (3D) GTV: mean, min, max, D98, D95, D50, D2 in Gy, V<iso> in %."""
-    dose = sitk.GetArrayViewFromImage(dose_on_ct)[sitk.GetArrayViewFromImage(gtv) != 0].astype(float)
+    from .slicegeom import slice_positions, slice_thicknesses, weighted_percentile
+
+    inside = sitk.GetArrayViewFromImage(gtv) != 0
+    dose = sitk.GetArrayViewFromImage(dose_on_ct)[inside].astype(float)
+    positions = slice_positions(gtv)
+    if positions is not None:  # uneven CT slices: each voxel counts with its slice's own thickness
+        w = np.broadcast_to(slice_thicknesses(positions)[:, None, None], inside.shape)[inside]
+        out = OrderedDict([("GTV_dose_mean_Gy", float(np.average(dose, weights=w))),
+                           ("GTV_dose_min_Gy", float(dose.min())), ("GTV_dose_max_Gy", float(dose.max()))])
+        for x in (98, 95, 50, 2):
+            out[f"GTV_D{x}_Gy"] = weighted_percentile(dose, w, 100 - x)
+        for t in isodose_gy:
+            out[f"GTV_V{t:g}Gy_pct"] = float(100.0 * w[dose >= t].sum() / w.sum())
+        return out
     out: "OrderedDict[str, float]" = OrderedDict()
     out["GTV_dose_mean_Gy"] = float(dose.mean())
     out["GTV_dose_min_Gy"] = float(dose.min())

@@ -37,6 +37,11 @@ def nrrd_route(patient, tmp_path_factory):
     return {"files": files, "inputs": inputs, "loaded": load_patient(inputs)}
 
 
+@pytest.fixture(scope="module")
+def nrrd_features(nrrd_route):
+    return extract_patient(nrrd_route["inputs"])
+
+
 def _arrays(loaded):
     return {"ct": sitk.GetArrayFromImage(loaded.ct.image), "gtv": sitk.GetArrayFromImage(loaded.gtv),
             "dose": sitk.GetArrayFromImage(loaded.dose_on_ct).astype(np.float64)}
@@ -57,7 +62,7 @@ def dir_inputs(folder, **kw):
                          gtv_name=kw.pop("gtv_name", "PTV70"), patient_dir=str(folder), **kw)
 
 
-def test_export_folder_on_the_command_line_gives_the_nrrd_routes_features(patient, nrrd_route, tmp_path):
+def test_export_folder_on_the_command_line_gives_the_nrrd_routes_features(patient, nrrd_features, tmp_path):
     """An Eclipse-style export (CT slices, a scout, RS, RD, RP and a text file in one folder) through
     ``extract --patient-dir``, the ROI named with other case and spaces: every feature equal."""
     folder = mx.Export(patient, roi_names=("PTV70", "BODY")).write(tmp_path / "export")
@@ -66,7 +71,7 @@ def test_export_folder_on_the_command_line_gives_the_nrrd_routes_features(patien
                  "--no-png", "--quiet"]) == 0
     with open(out / "features.csv") as fh:
         row = next(csv.DictReader(fh))
-    ref = extract_patient(nrrd_route["inputs"])
+    ref = nrrd_features
     assert set(row) == {"patient_id", "settings_hash", *ref.features}
     ours = np.array([float(row[k]) for k in ref.features])
     theirs = np.array(list(ref.features.values()), float)
@@ -202,3 +207,55 @@ def test_clinic_style_roi_names_in_an_export(patient, nrrd_route, tmp_path):
     with pytest.raises(InputError, match="did you mean 'GTV 70 Gy'") as err:
         load_patient(dir_inputs(folder, gtv_name="GTV_70Gy_x"))
     assert "RS.plan.dcm" in str(err.value)
+
+
+def _uneven_keep(patient):
+    """Every slice across the target (3 mm), every other slice elsewhere (6 mm), as lung plans do."""
+    nz = patient["ct"].shape[0]
+    rows = np.flatnonzero(patient["gtv"].any(axis=(1, 2)))
+    return [k for k in range(nz) if rows[0] - 1 <= k <= rows[-1] + 1 or k % 2 == 0]
+
+
+def test_uneven_slice_spacing_keeps_the_stored_slices_and_the_features(patient, nrrd_route, nrrd_features, tmp_path):
+    keep = _uneven_keep(patient)
+    sub = dict(patient, ct=patient["ct"][keep], gtv=patient["gtv"][keep])
+    e = mx.Export(sub, z_positions=patient["z0"] + np.asarray(keep) * patient["spacing"][2])
+    full = mx.Export(patient)
+    e.study, e.frame, e.ct_series = full.study, full.frame, e.ct_series
+    folder = tmp_path / "export"
+    e.write_ct(folder)
+    e.write_rtstruct(folder / "RS.plan.dcm")
+    full.study, full.frame = e.study, e.frame
+    full.write_rtdose(folder / "RD.plan.dcm")            # the dose grid keeps its regular 3 mm frames
+    loaded = load_patient(dir_inputs(folder))
+    ref = _arrays(nrrd_route["loaded"])
+    ours = _arrays(loaded)
+    assert np.array_equal(ours["ct"], ref["ct"][keep]) and np.array_equal(ours["gtv"], ref["gtv"][keep])
+    np.testing.assert_allclose(ours["dose"], ref["dose"][keep], rtol=1e-6, atol=1e-6 * ref["dose"].max())
+    info = loaded.ct.details["uneven_slice_spacing"]
+    assert info["steps_mm"] == [3.0, 6.0] and len(info["slice_positions_mm"]) == len(keep)
+
+    result = extract_patient(dir_inputs(folder))
+    d = result.features
+    ref_d = nrrd_features.features
+    # the same stored slice, reported at its DICOM z, with its index in the stored series
+    assert d["diag__slice_position_mm"] == pytest.approx(ref_d["diag__slice_position_mm"], abs=1e-6)
+    assert keep[int(d["diag__slice_index"])] == int(ref_d["diag__slice_index"])
+    features = [k for k in ref_d if not k.startswith("diag__")]
+    np.testing.assert_allclose([d[k] for k in features], [ref_d[k] for k in features], rtol=1e-6, atol=1e-9)
+    # 3D statistics weight each slice by its own thickness: close to the full series' values
+    for k in ("diag__GTV_dose_mean_Gy", "diag__GTV_D95_Gy", "diag__GTV_V50Gy_pct"):
+        assert d[k] == pytest.approx(ref_d[k], rel=0.01), k
+    assert "uneven_slice_spacing" in result.record["ct"]["details"]
+
+
+def test_a_genuine_gap_names_the_two_files_either_side(patient, tmp_path):
+    nz = patient["ct"].shape[0]
+    keep = [k for k in range(nz) if k not in (20, 21)]        # two slices missing: a 9 mm gap in 3 mm
+    sub = dict(patient, ct=patient["ct"][keep], gtv=patient["gtv"][keep])
+    e = mx.Export(sub, z_positions=patient["z0"] + np.asarray(keep) * patient["spacing"][2])
+    files = e.write_ct(tmp_path / "ct")
+    with pytest.raises(InputError, match="a gap of 9.000 mm between") as err:
+        read_ct(tmp_path / "ct")
+    assert files[19].name in str(err.value) and files[20].name in str(err.value)
+    assert "more than twice the usual 3.000 mm" in str(err.value)
