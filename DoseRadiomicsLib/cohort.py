@@ -94,19 +94,27 @@ def _file_stat(path: str) -> list:
     return [s.st_size, s.st_mtime_ns, 1]
 
 
+def input_roles(inputs) -> tuple:
+    """The inputs whose bytes decide a patient's result: the export folder (it holds every file the
+    discovery may choose) or the CT, dose and GTV files."""
+    return ("patient_dir",) if getattr(inputs, "patient_dir", None) else ("ct", "dose", "gtv")
+
+
 def input_fingerprint(inputs, settings_hash: str, digests: dict | None = None) -> tuple:
     """(fingerprint, per-file info) of a patient's inputs under ``settings_hash``.
 
     ``digests`` (role -> sha256) skips re-reading files already hashed.
     """
     files = {}
-    for role in ("ct", "dose", "gtv"):
+    for role in input_roles(inputs):
         path = getattr(inputs, role)
         digest = (digests or {}).get(role) or _file_digest(path)
         files[role] = {"path": str(path), "sha256": digest, "stat": _file_stat(path)}
     payload = {"settings_hash": settings_hash, "patient_id": inputs.patient_id,
                "files": {r: f["sha256"] for r, f in files.items()},
                "gtv_name": inputs.gtv_name, "gtv_label": inputs.gtv_label, "dose_unit": inputs.dose_unit}
+    if getattr(inputs, "patient_dir", None):  # the picks inside the folder decide too
+        payload["picks"] = [inputs.ct, inputs.dose, inputs.gtv]
     fp = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return fp, files
 
@@ -119,7 +127,7 @@ def _unchanged(previous: dict | None, inputs, settings_hash: str, out_dir=None) 
         return False      # its column list is missing or does not fit: extract again
     old = previous.get("inputs", {})
     digests = {}
-    for role in ("ct", "dose", "gtv"):
+    for role in input_roles(inputs):
         info = old.get(role) or {}
         try:
             if info.get("stat") == _file_stat(getattr(inputs, role)):

@@ -27,7 +27,8 @@ RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RTDOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
 RTPLAN_STORAGE = "1.2.840.10008.5.1.4.1.1.481.5"
 Z_RANGE = (48, 88)          # slices of pt_10 kept (PTV70 spans 53-82)
-DOSE_SCALING = 2.0e-3       # Gy per stored integer
+DOSE_SCALING = 1.234567e-3  # Gy per stored integer; not a divisor of the 0.5 Gy bin width, so no
+#                             value sits on a bin edge where a last-bit rounding difference (BEAM sums) flips the bin
 
 
 def _file(path: Path, sop_class: str) -> FileDataset:

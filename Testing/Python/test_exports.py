@@ -259,3 +259,52 @@ def test_a_genuine_gap_names_the_two_files_either_side(patient, tmp_path):
         read_ct(tmp_path / "ct")
     assert files[19].name in str(err.value) and files[20].name in str(err.value)
     assert "more than twice the usual 3.000 mm" in str(err.value)
+
+
+def test_manifest_from_a_dicom_root_then_cohort_extract(patient, nrrd_features, tmp_path):
+    """``doseradiomics manifest`` + ``cohort-extract`` on a folder of exports with no hand-picked file."""
+    root = tmp_path / "exports"
+    mx.Export(patient, patient_id="A1", roi_names=("GTV 70", "BODY")).write(root / "pat_A")
+    # BEAM doses summed differ from the plan dose in the last bit of some voxels, which the one-slice
+    # image's z-high-pass wavelet bands (pure rounding noise, ~1e-6) turn into different features;
+    # the BEAM route is compared on its images (test_export_variations_give_the_same_images).
+    b = mx.Export(patient, patient_id="B2", roi_names=("gtv70", "PTV 70"))
+    b.write(root / "pat_B", layout="nested")
+    e = mx.Export(patient, patient_id="E5", roi_names=("GTVp", "BODY"))
+    folder_e = e.write(root / "pat_E")
+    (folder_e / "RD.plan.dcm").unlink()
+    for n, part in enumerate(mx.beam_split(patient, 2), start=1):
+        e.write_rtdose(folder_e / f"RD.beam{n}.dcm", stored=part, summation="BEAM")
+    c = mx.Export(patient, patient_id="C3")
+    c.write_ct(root / "pat_C")                                  # no structure set exported
+    mx.Export(patient, patient_id="D4", roi_names=("PTV63", "BODY")).write(root / "pat_D")
+    clinical = tmp_path / "clinical.csv"
+    clinical.write_text("patient_id,age,tnm_stage\npat_A,61,III\npat_B,58,II\npat_E,49,II\npat_Z,70,IV\n")
+    out = tmp_path / "cohort" / "manifest.csv"
+    assert main(["manifest", "--dicom-root", str(root), "--gtv-name", "GTV|glob:GTV*", "--clinical", str(clinical),
+                 "--out", str(out), "--quiet"]) == 0
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["patient_id"] for r in rows] == ["pat_A", "pat_B", "pat_E"]
+    assert [r["gtv_name"] for r in rows] == ["GTV 70", "gtv70", "GTVp"]
+    assert rows[0]["dose"] == "../exports/pat_A/RD.plan.dcm" and rows[2]["dose"] == ""   # BEAM doses: summed
+    assert rows[1]["ct"].startswith("../exports/pat_B/study/CT/CT.")
+    assert (rows[0]["age"], rows[1]["tnm_stage"]) == ("61", "II")
+    with open(out.with_name("unmatched.csv")) as fh:
+        report = {(r["folder"] or r["patient_id"]): r["problem"] for r in csv.DictReader(fh)}
+    assert report["pat_C"].startswith("no RTSTRUCT")
+    assert "no structure named 'GTV|glob:GTV*'; available: 'PTV63', 'BODY'" in report["pat_D"]
+    assert report["pat_Z"] == "a clinical row without a matched patient folder"
+
+    features = tmp_path / "features"
+    assert main(["cohort-extract", "--manifest", str(out), "--out", str(features), "--workers", "1",
+                 "--quiet"]) == 0
+    with open(features / "features.csv") as fh:
+        got = {r["patient_id"]: r for r in csv.DictReader(fh)}
+    assert list(got) == ["pat_A", "pat_B", "pat_E"]
+    ref = nrrd_features.features
+    names = [k for k in ref if not k.startswith("diag__")]
+    for pid in ("pat_A", "pat_B"):
+        np.testing.assert_allclose([float(got[pid][k]) for k in names], [ref[k] for k in names], rtol=1e-6, atol=1e-9)
+    doc = json.loads((features / "patients" / "pat_E.json").read_text())
+    assert doc["record"]["discovery"]["rtdose"]["summation"] == "BEAM (2 summed)"
