@@ -308,3 +308,21 @@ def test_manifest_from_a_dicom_root_then_cohort_extract(patient, nrrd_features, 
         np.testing.assert_allclose([float(got[pid][k]) for k in names], [ref[k] for k in names], rtol=1e-6, atol=1e-9)
     doc = json.loads((features / "patients" / "pat_E.json").read_text())
     assert doc["record"]["discovery"]["rtdose"]["summation"] == "BEAM (2 summed)"
+
+
+def test_sample_data_origin_note_gives_the_headers_voxel_size():
+    """Resources/SampleData/OpenKBP-pt_10/ORIGIN.md states each file's size and voxel size as its header does."""
+    import re
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "Resources" / "SampleData" / "OpenKBP-pt_10"
+    text = (folder / "ORIGIN.md").read_text()
+    for name in ("ct.nrrd", "dose.nrrd", "mask_PTV70.nrrd"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"| `{name}`"))
+        m = re.search(r"(\d+)x(\d+)x(\d+) at ([\d.]+)x([\d.]+)x([\d.]+) mm", line)
+        assert m, line
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(folder / name))
+        reader.ReadImageInformation()
+        assert tuple(int(v) for v in m.groups()[:3]) == reader.GetSize()
+        np.testing.assert_allclose([float(v) for v in m.groups()[3:]], reader.GetSpacing(), atol=5e-3)
