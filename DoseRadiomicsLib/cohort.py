@@ -11,7 +11,9 @@
 - ``DIR/features.csv``: one row per extracted patient in manifest order, columns ``patient_id``,
   ``settings_hash``, then the features (diagnostics ``diag__*`` first, then ``<ROI>__<feature>``);
 - ``DIR/cohort.json``: settings (with both pyradiomics parameter sets), counts, timings, the engine
-  and library versions.
+  and library versions;
+- ``DIR/patients/<id>.png``: the worker's thumbnail of the patient's slice, and ``DIR/qa.html``, the
+  cohort QA sheet built from them and the diagnostics at the end (:mod:`DoseRadiomicsLib.qa`).
 
 Patients run one after another (``workers=1``), in a pool of worker processes on this machine
 (``workers=N``: spawned once, one thread each, pyradiomics imported once per worker) or on a Dask
@@ -31,6 +33,7 @@ import concurrent.futures as cf
 import csv
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import socket
@@ -47,6 +50,8 @@ from .errors import DoseRadiomicsError
 from .fileio import atomic_write_text, jsonable
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
+
+log = logging.getLogger(__name__)
 
 PATIENT_SCHEMA = "doseradiomics-cohort-patient/2"
 FAILURE_COLUMNS = ["patient_id", "kind", "file", "message"]
@@ -367,6 +372,13 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
         if result.record.get("settings_hash") != settings_hash:
             raise DoseRadiomicsError(f"the extraction's settings hash {result.record.get('settings_hash')} "
                                      f"differs from the run's {settings_hash}", patient=pid)
+        try:  # the QA sheet's picture, drawn here so that the sheet itself reads no image
+            from .qa import thumbnail_path
+            from .render import render_thumbnail_png
+
+            render_thumbnail_png(result.rois, thumbnail_path(out_dir, pid))
+        except Exception as exc:  # noqa: BLE001 - a picture that cannot be drawn costs no features
+            log.warning("patient %s: no QA thumbnail (%s)", pid, exc)
         columns_id = _store_columns(out_dir, list(result.features))
         record = {k: v for k, v in result.record.items() if k != "parameters"}   # once, in cohort.json
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
@@ -545,6 +557,12 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
         features = collect_features(order, out, settings_hash)
         _write_features_csv(out / "features.csv", features)
         failures_df = pd.DataFrame([failures[k] for k in order if k in failures], columns=FAILURE_COLUMNS)
+        t_qa = time.perf_counter()
+        from .qa import write_qa_sheet
+
+        prescribed = (manifest.df["prescribed_dose"].to_dict() if "prescribed_dose" in manifest.df else None)
+        write_qa_sheet(out, features, failures_df, prescribed, title=f"cohort QA: {manifest.path.name}")
+        qa_seconds = time.perf_counter() - t_qa
         elapsed = time.perf_counter() - t_start
         summary = {
             "doseradiomics_version": __version__,
@@ -556,7 +574,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             "engine": engine,
             "counts": {"patients": len(order), "extracted": n_done, "unchanged": n_skipped,
                        "failed": n_failed, "in_features_csv": int(len(features))},
-            "timings_s": {"total": round(elapsed, 3),
+            "timings_s": {"total": round(elapsed, 3), "qa_sheet": round(qa_seconds, 3),
                           "extraction_per_patient_mean": round(sum(seconds_per_patient) / len(seconds_per_patient), 3)
                           if seconds_per_patient else None},
             "started": started,
