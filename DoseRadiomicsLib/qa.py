@@ -88,7 +88,7 @@ _STYLE = """
 body{font:13px system-ui,sans-serif;margin:16px;color:#222}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:middle}
 th{background:#eee;cursor:pointer;position:sticky;top:0}td.id,td.flags{text-align:left}
-tr.flagged td.flags{color:#b00020}img{display:block;width:160px;height:160px;image-rendering:pixelated}
+tr.flagged td.flags{color:#b00020}td.flags{max-width:260px}img{display:block;width:160px;height:160px;image-rendering:pixelated}
 .fail{color:#b00020}.note{color:#555}
 """
 _SCRIPT = """
@@ -115,7 +115,7 @@ def write_qa_sheet(out_dir, features: pd.DataFrame, failures: pd.DataFrame | Non
         c for c in diag if c.startswith(D + "GTV_V") and c.endswith("Gy_pct")] + [
         c for c in (D + "GTV_dose_grid_coverage", D + "slice_index", D + "slice_position_mm") if c in df]
     why = flags(df[diag], prescribed) if len(df) else {}
-    head = ["patient", "picture", *[c[len(D):] for c in shown], "flags"]
+    head = ["patient", "flags", "picture", *[c[len(D):] for c in shown]]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>",
              f"<h1>{html.escape(title)}</h1>",
@@ -143,12 +143,12 @@ def write_qa_sheet(out_dir, features: pd.DataFrame, failures: pd.DataFrame | Non
             pic = "<span class='note'>no picture</span>"
         reasons = why.get(pid, [])
         cells = [f"<td class='id' data-v='{html.escape(pid)}'>{html.escape(pid)}</td>",
+                 f"<td class='flags' data-v='{len(reasons)}'>{html.escape('; '.join(reasons))}</td>",
                  f"<td data-v='{len(reasons)}'>{pic}</td>"]
         for c in shown:
             v = _num(row[c])
             text = "" if math.isnan(v) else (f"{v:.3f}" if c.endswith("coverage") else f"{v:.1f}")
             cells.append(f"<td data-v='{'' if math.isnan(v) else repr(v)}'>{text}</td>")
-        cells.append(f"<td class='flags' data-v='{len(reasons)}'>{html.escape('; '.join(reasons))}</td>")
         parts.append(f"<tr{' class=flagged' if reasons else ''}>" + "".join(cells) + "</tr>")
     parts.append("</tbody></table></body></html>")
     atomic_write_text(path, "\n".join(parts))
