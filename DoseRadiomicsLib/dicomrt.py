@@ -503,19 +503,59 @@ def rtstruct_rois(ds) -> list[dict]:
     return rois
 
 
-def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
+#: A pixel centre closer than this (in pixels, perpendicular to an edge) to a contour is ON it, and
+#: belongs to the ROI. Contours through pixel centres (rt-utils and other mask-to-RTSTRUCT writers)
+#: then give back their mask; coordinates written with 4 decimals in mm stay well within it.
+ON_CONTOUR_TOLERANCE_PX = 1e-3
+
+
+def _on_polygon_edges(starts, ends, nx: int, ny: int, tol: float) -> np.ndarray:
+    """Pixels whose centre lies within ``tol`` (perpendicular distance) of an edge start->end."""
+    on = np.zeros((ny, nx), bool)
+    d = ends - starts
+    length2 = (d ** 2).sum(axis=1)
+    for axis in (1, 0):  # scan the rows an edge crosses (i at each row), then the columns (j at each column)
+        a0, a1 = starts[:, axis], ends[:, axis]
+        lo, hi = np.minimum(a0, a1), np.maximum(a0, a1)
+        first = np.ceil(lo - tol).astype(np.int64)
+        count = np.maximum(np.floor(hi + tol).astype(np.int64) - first + 1, 0)
+        edge = np.repeat(np.arange(len(first)), count)
+        if edge.size == 0:
+            continue
+        along = first[edge] + (np.arange(edge.size) - np.repeat(np.cumsum(count) - count, count))
+        span = a1[edge] - a0[edge]
+        t = np.where(span != 0, (along - a0[edge]) / np.where(span != 0, span, 1), 0.0)
+        other = starts[edge, 1 - axis] + t.clip(0, 1) * d[edge, 1 - axis]
+        across = np.rint(other).astype(np.int64)
+        pts = np.empty((edge.size, 2))
+        pts[:, axis], pts[:, 1 - axis] = along, across
+        # exact perpendicular distance from the candidate centre to the segment
+        w = pts - starts[edge]
+        u = np.where(length2[edge] > 0, (w * d[edge]).sum(axis=1) / np.where(length2[edge] > 0, length2[edge], 1), 0)
+        near = ((w - u.clip(0, 1)[:, None] * d[edge]) ** 2).sum(axis=1) <= tol * tol
+        i, j = pts[near, 0].astype(np.int64), pts[near, 1].astype(np.int64)
+        ok = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+        on[j[ok], i[ok]] = True
+    return on
+
+
+def fill_polygons(polygons, nx: int, ny: int, tol: float = ON_CONTOUR_TOLERANCE_PX) -> np.ndarray:
     """Even-odd scanline fill of polygons given in pixel-index coordinates (i, j) on an ny x nx slice.
 
-    A pixel is inside when its centre lies inside an odd number of the polygons, so a contour drawn
-    inside another on the same plane becomes a hole, as RTSTRUCT intends. Each edge crossing the row
-    of pixel centres toggles every pixel to its right; a cumulative sum gives the parity.
-    Edges are half-open in j (y0 <= j < y1), so a centre exactly on an edge is counted once.
+    A pixel belongs to the ROI when its centre lies inside an odd number of the polygons (so a
+    contour drawn inside another on the same plane becomes a hole, as RTSTRUCT intends) or ON any
+    polygon, within ``tol`` pixels (:data:`ON_CONTOUR_TOLERANCE_PX`): a contour through the centres
+    of the boundary pixels keeps them, and an inner contour through the centres of a hole's rim
+    keeps the rim (the rim pixels are the ROI's) while the hole's pixels stay out. Each edge
+    crossing the row of pixel centres toggles every pixel to its right; a cumulative sum gives the
+    parity (edges half-open in j, so a centre exactly on an edge is counted once).
     """
     out = np.zeros((ny, nx), bool)
     if not polygons:
         return out
     starts = np.concatenate([np.asarray(p, float) for p in polygons])
     ends = np.concatenate([np.roll(np.asarray(p, float), -1, axis=0) for p in polygons])
+    on = _on_polygon_edges(starts, ends, nx, ny, tol) if tol > 0 else None
     keep = starts[:, 1] != ends[:, 1]  # horizontal edges cross no row of centres
     (x0, y0), (x1, y1) = starts[keep].T, ends[keep].T
     ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
@@ -523,7 +563,7 @@ def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
     count = np.maximum(np.ceil(yhi).astype(np.int64) - first, 0)
     edge = np.repeat(np.arange(len(first)), count)
     if edge.size == 0:
-        return out
+        return out | on if on is not None else out
     rows = first[edge] + (np.arange(edge.size) - np.repeat(np.cumsum(count) - count, count))
     x = x0[edge] + (rows - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
     inside_rows = (rows >= 0) & (rows < ny)
@@ -532,7 +572,7 @@ def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
     toggles = np.zeros((ny, nx + 1), np.int32)
     np.add.at(toggles, (rows, col), 1)
     out[:] = (np.cumsum(toggles, axis=1)[:, :nx] % 2).astype(bool)
-    return out
+    return out | on if on is not None else out
 
 
 def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_frame_uid=None,
@@ -541,7 +581,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
 
     Each CLOSED_PLANAR contour is placed on the reference slice nearest its plane (it must lie within
     half a slice of one); contours on the same plane are filled by the even-odd rule (inner contours
-    are holes); a pixel is inside when its centre is inside. Contours off the grid, between slices
+    are holes); a pixel is inside when its centre is inside or on a contour (within
+    :data:`ON_CONTOUR_TOLERANCE_PX`, see :func:`fill_polygons`). Contours off the grid, between slices
     (more than 5 % of a slice from the nearest) or of other types are listed in the report's
     ``warnings``. ROI names match case-insensitively; an unknown name lists the available ones.
     """

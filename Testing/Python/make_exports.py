@@ -120,6 +120,11 @@ class Export:
         ds.SeriesInstanceUID = series_uid
         ds.SeriesDescription = description
         ds.StudyDate = ds.SeriesDate = "20250101"
+        ds.StudyTime = ds.SeriesTime = "120000"
+        ds.StudyID, ds.AccessionNumber, ds.SeriesNumber = "1", "", 1
+        ds.PatientBirthDate, ds.PatientSex, ds.PatientAge = "", "O", ""
+        ds.ReferringPhysicianName, ds.Manufacturer = "", "DoseRadiomics test"
+        ds.StudyDescription = "RT planning"
         return ds
 
     def write_ct(self, folder, ct_files=None) -> list:
