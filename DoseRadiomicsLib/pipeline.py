@@ -167,10 +167,12 @@ def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.
     return out
 
 
-def diagnostics_row(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float) -> "OrderedDict":
+def diagnostics_row(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float,
+                    stored_index: int | None = None) -> "OrderedDict":
     d: "OrderedDict[str, float]" = OrderedDict()
     d["slice_axis"] = section.axis
-    d["slice_index"] = section.index
+    d["slice_index"] = section.index          # in the patient orientation (counted from the feet for axial)
+    d["slice_index_stored"] = section.index if stored_index is None else stored_index  # in the file's image
     d["slice_position_mm"] = section.position_mm
     for name, area in rois.areas_mm2().items():
         d[f"{name}_area_mm2"] = area
@@ -203,6 +205,15 @@ def _image_summary(loaded) -> dict:
             "details": loaded.details}
 
 
+def _with_report(mask: sitk.Image, original: sitk.Image) -> sitk.Image:
+    """``mask`` with the GTV report of ``original`` (reorientation drops metadata)."""
+    from .readers import GTV_REPORT_KEY
+
+    if mask is not original and GTV_REPORT_KEY in original.GetMetaDataKeys():
+        mask.SetMetaData(GTV_REPORT_KEY, original.GetMetaData(GTV_REPORT_KEY))
+    return mask
+
+
 def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image,
                     options: ExtractionOptions, record: dict | None = None, progress=None,
                     timer: StageTimer | None = None, keep_images: bool = False,
@@ -221,8 +232,20 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
     say = progress or (lambda _msg: None)
     timer = timer or StageTimer()
     record = dict(record or {})
+    stored_ct = ct
+    orientation = None
     try:
         if section is None:
+            # one patient orientation first, so that the features describe the anatomy, not the storage
+            from dataclasses import replace
+
+            from . import orientation as orient
+
+            orientation = orient.describe(ct.image)
+            stored_index = lambda axis, k, _img=ct.image: orient.stored_index(_img, axis, k)  # noqa: E731
+            ct = replace(ct, image=orient.to_canonical(ct.image))
+            gtv = _with_report(orient.to_canonical(gtv), gtv)
+            dose_on_ct = orient.to_canonical(dose_on_ct)
             section = largest_cross_section(gtv, axis=options.axis, patient=pid)
             say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
                 f"GTV area {section.area_mm2:.1f} mm2")
@@ -238,7 +261,8 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
 
     coverage = (record.get("alignment") or {}).get("gtv_dose_coverage")
     coverage = 1.0 if coverage is None else float(coverage)
-    row = diagnostics_row(section, rois, dose_stats, coverage)
+    row = diagnostics_row(section, rois, dose_stats, coverage,
+                          stored_index(section.axis, section.index) if orientation else section.index)
     row.update(features)
     ex = extractors(options)
     record = {
@@ -250,7 +274,8 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         "parameters": {m: e.parameters for m, e in ex.items()},
         "expected_features_per_roi": {name: ex[roi_modality(name)].expected_count for name in rois.masks},
         **record,
-        "ct": _image_summary(ct),
+        "ct": _image_summary(stored_ct),
+        "orientation": orientation,
         "gtv": gtv_report(gtv),
         "cross_section": section.to_dict(),
         "roi_areas_mm2": rois.areas_mm2(),

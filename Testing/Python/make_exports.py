@@ -97,9 +97,14 @@ def edge_contours(mask2d: np.ndarray):
 class Export:
     """One patient's DICOM export; ``write`` puts it in a folder. Every attribute is a variation knob."""
 
+    #: ImageOrientationPatient (row, column directions) as planning CTs store each patient position
+    POSITIONS = {"HFS": ((1, 0, 0), (0, 1, 0)), "HFP": ((-1, 0, 0), (0, -1, 0)),
+                 "FFS": ((-1, 0, 0), (0, 1, 0)), "FFP": ((1, 0, 0), (0, -1, 0))}
+
     def __init__(self, p: dict, patient_id="OKBP10", roi_names=("PTV70", "BODY"), cgy=False,
-                 absolute_offsets=False, z_positions=None, summation="PLAN"):
+                 absolute_offsets=False, z_positions=None, summation="PLAN", position="HFS"):
         self.p = p
+        self.position = position
         self.patient_id = patient_id
         self.roi_names = roi_names
         self.cgy = cgy
@@ -132,6 +137,11 @@ class Export:
         folder.mkdir(parents=True, exist_ok=True)
         sx, sy, _ = self.p["spacing"]
         ny, nx = self.p["ct"].shape[1:]
+        row, col = self.POSITIONS[self.position]
+        # the same anatomy at the same patient coordinates: pixel (0, 0) sits at the corner the
+        # row and column directions start from, and the pixels are mirrored to match
+        x0 = (nx - 1) * sx if row[0] < 0 else 0.0
+        y0 = (ny - 1) * sy if col[1] < 0 else 0.0
         paths = []
         for k in range(self.p["ct"].shape[0]):
             path = folder / f"CT.{self.ct_series}.{k + 1}.dcm"
@@ -139,16 +149,17 @@ class Export:
             ds.FrameOfReferenceUID = self.frame
             ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
             ds.InstanceNumber = k + 1
-            ds.PatientPosition = "HFS"
-            ds.ImagePositionPatient = [0.0, 0.0, float(self.z[k])]
-            ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            ds.PatientPosition = self.position
+            ds.ImagePositionPatient = [x0, y0, float(self.z[k])]
+            ds.ImageOrientationPatient = [float(v) for v in (*row, *col)]
             ds.PixelSpacing = [sy, sx]
             ds.SliceThickness = float(np.median(np.diff(self.z))) if len(self.z) > 1 else self.p["spacing"][2]
             ds.Rows, ds.Columns = ny, nx
             ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
             ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
             ds.RescaleIntercept, ds.RescaleSlope = 0.0, 1.0
-            ds.PixelData = self.p["ct"][k].astype("<i2").tobytes()
+            pixels = self.p["ct"][k][:: -1 if col[1] < 0 else 1, :: -1 if row[0] < 0 else 1]
+            ds.PixelData = np.ascontiguousarray(pixels).astype("<i2").tobytes()
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)
         return paths

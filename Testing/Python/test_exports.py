@@ -326,3 +326,23 @@ def test_sample_data_origin_note_gives_the_headers_voxel_size():
         reader.ReadImageInformation()
         assert tuple(int(v) for v in m.groups()[:3]) == reader.GetSize()
         np.testing.assert_allclose([float(v) for v in m.groups()[3:]], reader.GetSpacing(), atol=5e-3)
+
+
+@pytest.mark.parametrize("position", ["HFP", "FFS", "FFP"])
+def test_patient_position_does_not_change_any_feature(patient, nrrd_features, tmp_path, position):
+    """One real patient stored as head-first prone, feet-first supine and feet-first prone (rows,
+    columns and slice order mirrored, the anatomy at the same patient coordinates): every feature
+    equals the head-first supine (plain NRRD) route's, and the slice is reported at its DICOM z
+    with its index in the stored series beside it."""
+    folder = mx.Export(patient, position=position).write(tmp_path / position)
+    result = extract_patient(dir_inputs(folder))
+    ref = nrrd_features.features
+    assert list(result.features) == list(ref)
+    names = [k for k in ref if not k.startswith("diag__")]
+    np.testing.assert_allclose([result.features[k] for k in names], [ref[k] for k in names], rtol=1e-6, atol=1e-9)
+    d = result.features
+    assert d["diag__slice_position_mm"] == pytest.approx(ref["diag__slice_position_mm"], abs=1e-6)
+    nz = patient["ct"].shape[0]
+    expected_stored = nz - 1 - int(ref["diag__slice_index"]) if position.startswith("FF") else int(ref["diag__slice_index"])
+    assert int(d["diag__slice_index_stored"]) == expected_stored
+    assert result.record["orientation"]["changed"] is True
