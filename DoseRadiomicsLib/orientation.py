@@ -69,3 +69,10 @@ def describe(image: sitk.Image) -> dict:
     return {"canonical": CANONICAL, "stored_direction": list(image.GetDirection()),
             "axes": {f"{'LPS'[a]}": f"{'-' if flip else '+'}{names[b]}" for a, (b, flip) in enumerate(mapping)},
             "changed": not all(b == a and not flip for a, (b, flip) in enumerate(mapping))}
+
+
+def canonical_images(*images: sitk.Image) -> list:
+    """:func:`to_canonical` of each image (CT, dose on its grid, masks): what a caller that cuts the
+    slice itself (the Slicer module) does before :func:`~DoseRadiomicsLib.crosssection.largest_cross_section`,
+    so that its features are the command line's."""
+    return [to_canonical(im) for im in images]
