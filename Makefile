@@ -23,6 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet numpy==2.4.6 versioneer==0.29 wheel setuptools
 	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics==$(PYRADIOMICS)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps rt-utils==1.2.7
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m DoseRadiomicsLib.environment --check
 	touch $(STAMP)

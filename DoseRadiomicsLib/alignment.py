@@ -51,10 +51,18 @@ def resample_to_reference(image: sitk.Image, reference: sitk.Image, interpolator
     """``image`` resampled onto the grid of ``reference``; ``transform`` maps reference points to
     ``image`` points (ITK convention; identity if None); ``default`` outside ``image``'s grid.
     Without a transform on the very same grid, the voxels are copied unchanged."""
-    if transform is None and same_grid(image, reference):
+    from .slicegeom import copy_slice_positions, resample_slices, slice_positions
+
+    positions, own = slice_positions(reference), slice_positions(image)
+    same_slices = (positions is None and own is None) or (
+        positions is not None and own is not None and np.array_equal(positions, own))
+    if transform is None and same_slices and same_grid(image, reference):
         out = sitk.Cast(image, image.GetPixelID() if pixel_type is None else pixel_type)
         out.CopyInformation(reference)
-        return out
+        return copy_slice_positions(reference, out)
+    if positions is not None:  # uneven CT slices: each at its true position
+        return resample_slices(image, reference, positions, transform, interpolator, default,
+                               image.GetPixelID() if pixel_type is None else pixel_type)
     return sitk.Resample(image, reference, transform if transform is not None else sitk.Transform(),
                          interpolator, float(default),
                          image.GetPixelID() if pixel_type is None else pixel_type)

@@ -18,6 +18,7 @@ from .errors import DoseRadiomicsError
 COMMAND_MODULES = [
     "DoseRadiomicsLib.pipeline",    # extract
     "DoseRadiomicsLib.dosemap",     # extract-dosemap
+    "DoseRadiomicsLib.manifest_builder",  # manifest
     "DoseRadiomicsLib.synth",       # synth
     "DoseRadiomicsLib.cohort",      # cohort-extract
     "DoseRadiomicsLib.training",    # train

@@ -11,7 +11,9 @@
 - ``DIR/features.csv``: one row per extracted patient in manifest order, columns ``patient_id``,
   ``settings_hash``, then the features (diagnostics ``diag__*`` first, then ``<ROI>__<feature>``);
 - ``DIR/cohort.json``: settings (with both pyradiomics parameter sets), counts, timings, the engine
-  and library versions.
+  and library versions;
+- ``DIR/patients/<id>.png``: the worker's thumbnail of the patient's slice, and ``DIR/qa.html``, the
+  cohort QA sheet built from them and the diagnostics at the end (:mod:`DoseRadiomicsLib.qa`).
 
 Patients run one after another (``workers=1``), in a pool of worker processes on this machine
 (``workers=N``: spawned once, one thread each, pyradiomics imported once per worker) or on a Dask
@@ -35,6 +37,7 @@ import concurrent.futures as cf
 import csv
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import socket
@@ -51,6 +54,8 @@ from .errors import DoseRadiomicsError
 from .fileio import atomic_write_text, jsonable
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
+
+log = logging.getLogger(__name__)
 
 PATIENT_SCHEMA = "doseradiomics-cohort-patient/2"
 FAILURE_COLUMNS = ["patient_id", "kind", "file", "message"]
@@ -98,19 +103,27 @@ def _file_stat(path: str) -> list:
     return [s.st_size, s.st_mtime_ns, 1]
 
 
+def input_roles(inputs) -> tuple:
+    """The inputs whose bytes decide a patient's result: the export folder (it holds every file the
+    discovery may choose) or the CT, dose and GTV files."""
+    return ("patient_dir",) if getattr(inputs, "patient_dir", None) else ("ct", "dose", "gtv")
+
+
 def input_fingerprint(inputs, settings_hash: str, digests: dict | None = None) -> tuple:
     """(fingerprint, per-file info) of a patient's inputs under ``settings_hash``.
 
     ``digests`` (role -> sha256) skips re-reading files already hashed.
     """
     files = {}
-    for role in ("ct", "dose", "gtv"):
+    for role in input_roles(inputs):
         path = getattr(inputs, role)
         digest = (digests or {}).get(role) or _file_digest(path)
         files[role] = {"path": str(path), "sha256": digest, "stat": _file_stat(path)}
     payload = {"settings_hash": settings_hash, "patient_id": inputs.patient_id,
                "files": {r: f["sha256"] for r, f in files.items()},
                "gtv_name": inputs.gtv_name, "gtv_label": inputs.gtv_label, "dose_unit": inputs.dose_unit}
+    if getattr(inputs, "patient_dir", None):  # the picks inside the folder decide too
+        payload["picks"] = [inputs.ct, inputs.dose, inputs.gtv]
     fp = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return fp, files
 
@@ -127,7 +140,7 @@ def _unchanged(previous: dict | None, inputs, settings_hash: str, out_dir=None, 
         return False      # its column list is missing or does not fit: extract again
     old = previous.get("inputs", {})
     digests = {}
-    for role in ("ct", "dose", "gtv"):
+    for role in input_roles(inputs):
         info = old.get(role) or {}
         try:
             if info.get("stat") == _file_stat(getattr(inputs, role)):
@@ -371,6 +384,13 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
         if result.record.get("settings_hash") != settings_hash:
             raise DoseRadiomicsError(f"the extraction's settings hash {result.record.get('settings_hash')} "
                                      f"differs from the run's {settings_hash}", patient=pid)
+        try:  # the QA sheet's picture, drawn here so that the sheet itself reads no image
+            from .qa import thumbnail_path
+            from .render import render_thumbnail_png
+
+            render_thumbnail_png(result.rois, thumbnail_path(out_dir, pid))
+        except Exception as exc:  # noqa: BLE001 - a picture that cannot be drawn costs no features
+            log.warning("patient %s: no QA thumbnail (%s)", pid, exc)
         columns_id = _store_columns(out_dir, list(result.features))
         record = {k: v for k, v in result.record.items() if k != "parameters"}   # once, in cohort.json
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
@@ -564,6 +584,12 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
         features = collect_features(order, out, settings_hash)
         _write_features_csv(out / "features.csv", features)
         failures_df = pd.DataFrame([failures[k] for k in order if k in failures], columns=FAILURE_COLUMNS)
+        t_qa = time.perf_counter()
+        from .qa import write_qa_sheet
+
+        prescribed = (manifest.df["prescribed_dose"].to_dict() if "prescribed_dose" in manifest.df else None)
+        write_qa_sheet(out, features, failures_df, prescribed, title=f"cohort QA: {manifest.path.name}")
+        qa_seconds = time.perf_counter() - t_qa
         elapsed = time.perf_counter() - t_start
         summary = {
             "doseradiomics_version": __version__,
@@ -576,7 +602,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             "engine": engine,
             "counts": {"patients": len(order), "extracted": n_done, "unchanged": n_skipped,
                        "failed": n_failed, "in_features_csv": int(len(features))},
-            "timings_s": {"total": round(elapsed, 3),
+            "timings_s": {"total": round(elapsed, 3), "qa_sheet": round(qa_seconds, 3),
                           "extraction_per_patient_mean": round(sum(seconds_per_patient) / len(seconds_per_patient), 3)
                           if seconds_per_patient else None},
             "started": started,

@@ -90,10 +90,15 @@ def _centroid_index(mask: sitk.Image, axis: int) -> float:
 
 def slice_position_mm(image: sitk.Image, axis: int, index: int) -> float:
     """Physical coordinate along the axis' own direction of the centre of slice ``index``."""
+    from .slicegeom import slice_positions
+
     centre = [0.0, 0.0, 0.0]
     centre[axis] = float(index)
     point = np.array(image.TransformContinuousIndexToPhysicalPoint(centre))
     direction = np.array(image.GetDirection()).reshape(3, 3)[:, axis]
+    positions = slice_positions(image) if axis == 2 else None
+    if positions is not None:  # uneven slices: the true position, not the nominal spacing's
+        return float(np.asarray(image.GetOrigin(), float) @ direction + positions[index])
     # For an axial CT with identity direction this is simply z.
     return float(point @ direction)
 
@@ -111,7 +116,18 @@ def extract_slice(image: sitk.Image, section: CrossSection) -> sitk.Image:
     size[section.axis] = 1
     if not 0 <= section.index < image.GetSize()[section.axis]:
         raise ROIError(f"slice {section.index} is outside the image (size {image.GetSize()})")
+    from .slicegeom import slice_positions, slice_thicknesses
+
+    positions = slice_positions(image)
+    if positions is not None and section.axis != 2:
+        raise ROIError("the CT has uneven slice spacing: only the axial cross-section (normal to its slices) "
+                       "is supported", hint="use --axis axial")
     one = sitk.RegionOfInterest(image, size=size, index=index)
+    if positions is not None:  # the slice at its true place, with its own thickness
+        direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+        one.SetOrigin(tuple((np.asarray(image.GetOrigin(), float) + direction[:, 2] * positions[section.index]).tolist()))
+        sx, sy, _ = image.GetSpacing()
+        one.SetSpacing((sx, sy, float(slice_thicknesses(positions)[section.index])))
     if section.axis != 2:
         order = [a for a in range(3) if a != section.axis] + [section.axis]
         one = sitk.PermuteAxes(one, order)

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from .errors import InputError
+from .slicegeom import copy_slice_positions, fractional_index, set_slice_positions, slice_positions
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,8 @@ FRAME_OF_REFERENCE_KEY = "0020|0052"
 _RT_MODALITIES = {"RTDOSE", "RTSTRUCT", "RTPLAN", "RTIMAGE", "RTRECORD", "REG", "SEG", "SR", "PR"}
 _HEADER_TAGS = ["Modality", "SeriesInstanceUID", "SeriesDescription", "ImagePositionPatient",
                 "ImageOrientationPatient", "PixelSpacing", "SliceThickness", "SpacingBetweenSlices",
-                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel"]
+                "FrameOfReferenceUID", "NumberOfFrames", "Rows", "Columns", "ImageType", "PatientID",
+                "StudyInstanceUID", "BitsAllocated", "SamplesPerPixel"]
 # Positions closer than this (mm) along the normal are "the same slice".
 _SAME_POSITION_MM = 1e-3
 
@@ -108,8 +110,18 @@ def _image_headers(folder: Path):
             continue
         if ds.get("ImagePositionPatient") is None or ds.get("SeriesInstanceUID") is None:
             continue
+        if is_localizer(ds):  # a scout exported with the CT is not a slice of it
+            continue
         found.append((p, ds))
     return found
+
+
+def is_localizer(ds) -> bool:
+    """A scout / topogram: ImageType says LOCALIZER (DICOM PS3.3 C.8.2.1.1.1)."""
+    image_type = ds.get("ImageType") or []
+    if isinstance(image_type, str):
+        image_type = image_type.split("\\")
+    return any(str(v).strip().upper() == "LOCALIZER" for v in image_type)
 
 
 def check_image_size(size, bytes_per_voxel, what, patient=None, path=None) -> None:
@@ -154,6 +166,9 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         if modality in _RT_MODALITIES:
             raise InputError(f"this is a DICOM {modality} file, not a CT image",
                              patient=patient, path=path, hint="give the CT series folder or one CT slice")
+        if is_localizer(own):
+            raise InputError("this is a LOCALIZER (scout) image, not a slice of the planning CT",
+                             patient=patient, path=path, hint="give the CT series folder or one of its axial slices")
         if own.get("ImagePositionPatient") is None:
             raise InputError("DICOM file without ImagePositionPatient: not an image slice",
                              patient=patient, path=path)
@@ -171,11 +186,12 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         cts = {uid: s for uid, s in series.items()
                if str(s[0][1].get("Modality", "")).upper() == "CT"} or series
         if len(cts) > 1:
-            listing = "; ".join(f"{uid} ({len(s)} slices, '{s[0][1].get('SeriesDescription', '')}')"
-                                for uid, s in cts.items())
+            listing = "; ".join(f"{uid} ({len(s)} slices, '{s[0][1].get('SeriesDescription', '')}', "
+                                f"files {s[0][0].name} ...)" for uid, s in cts.items())
             raise InputError(f"the folder holds {len(cts)} image series: {listing}",
                              patient=patient, path=path,
-                             hint="give one file of the wanted series instead of the folder")
+                             hint="give one file of the wanted series instead of the folder, or the whole "
+                                  "export with --patient-dir")
         wanted = next(iter(cts))
     slices = series[wanted]
 
@@ -195,13 +211,27 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         raise InputError(f"two slices at the same position ({slices[i][0].name}, {slices[i + 1][0].name})",
                          patient=patient, path=folder,
                          hint="the folder mixes acquisitions of one series; separate them")
+    uneven = None
     if steps.size:
         dz = float(np.median(steps))
-        if np.abs(steps - dz).max() > max(0.01, 0.01 * dz):
-            i = int(np.argmax(np.abs(steps - dz)))
-            raise InputError(f"uneven slice spacing: {steps[i]:.3f} mm between {slices[i][0].name} and "
-                             f"{slices[i + 1][0].name}, {dz:.3f} mm elsewhere (a slice missing?)",
+        # Uneven spacing is accepted (finer slices around the target). A slice missing from the copy
+        # shows as a step beyond twice the usual one, or as one lone wider step between usual ones
+        # (a protocol's coarser region has several).
+        tol = max(0.01, 0.01 * dz)
+        usual = np.abs(steps - dz) <= tol
+        lone = [i for i in range(len(steps)) if steps[i] > 1.5 * dz and (i == 0 or usual[i - 1])
+                and (i == len(steps) - 1 or usual[i + 1]) and usual.sum() == len(steps) - 1]
+        wide = np.flatnonzero(steps > 2.0 * dz + tol)
+        if len(wide) or lone:
+            i = int(wide[np.argmax(steps[wide])]) if len(wide) else lone[0]
+            why = (f"more than twice the usual {dz:.3f} mm spacing" if len(wide)
+                   else f"{dz:.3f} mm between every other pair of slices")
+            raise InputError(f"uneven slice spacing: a gap of {steps[i]:.3f} mm between {slices[i][0].name} and "
+                             f"{slices[i + 1][0].name}, {why} (a slice missing?)",
                              patient=patient, path=folder, hint="copy the complete series (every slice) into the folder")
+        if np.abs(steps - dz).max() > max(0.01, 0.01 * dz):
+            uneven = (along - along[0]).tolist()
+            log.info("%s: uneven slice spacing (%s mm)", folder, sorted({round(float(x), 3) for x in steps}))
         drift = positions[-1] - positions[0]
         sideways = drift - (drift @ normal) * normal
         if np.linalg.norm(sideways) > 0.01 * abs(float(drift @ normal)) + 0.01:
@@ -233,13 +263,24 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
     image.SetSpacing((sx, sy, dz))
     image.SetOrigin(tuple(positions[0].tolist()))
     image.SetDirection(_direction_tuple(row, col, normal))
+    if uneven is not None:
+        set_slice_positions(image, uneven)
     frame = slices[0][1].get("FrameOfReferenceUID")
     frame = str(frame) if frame else None
     if frame:
         image.SetMetaData(FRAME_OF_REFERENCE_KEY, frame)
     details = {"format": "DICOM", "series_instance_uid": wanted, "slices": len(slices),
+               "first_file": str(slices[0][0]),
+               "patient_id": str(slices[0][1].get("PatientID", "")) or None,
+               "study_instance_uid": str(slices[0][1].get("StudyInstanceUID", "")) or None,
                "modality": str(slices[0][1].get("Modality", "")),
                "series_description": str(slices[0][1].get("SeriesDescription", ""))}
+    if uneven is not None:
+        details["uneven_slice_spacing"] = {
+            "steps_mm": sorted({round(float(x), 3) for x in steps}), "nominal_spacing_mm": dz,
+            "slice_positions_mm": [round(float(z), 4) for z in along],
+            "note": "kept as stored: each slice at its own position, 3D dose statistics weighted by "
+                    "each slice's own thickness"}
     return image, {"frame_of_reference_uid": frame, **details}
 
 
@@ -383,14 +424,84 @@ def read_rtdose(path: Path, unit=None, patient=None) -> tuple[sitk.Image, dict]:
 # RTSTRUCT
 # ----------------------------------------------------------------------------------------------
 
+def _name_key(name) -> str:
+    # The name rule: case and spaces do not matter ("PTV 70" is "ptv70").
+    return "".join(str(name).split()).casefold()
+
+
 def structures_named(names, name) -> list[int]:
     """Indices in ``names`` of the structures that the GTV name the user gave (``--gtv-name``) picks.
 
-    The one name rule, for RTSTRUCT ROIs, segments of a ``.seg.nrrd`` and the Slicer module's
-    segments: case and surrounding spaces do not matter.
+    The one name rule, for RTSTRUCT ROIs, segments of a ``.seg.nrrd``, the Slicer module's
+    segments and the manifest builder: case and spaces do not matter. ``name`` may also be several
+    rules separated by ``|`` (aliases, tried in order: the first that matches anything wins), each
+    a name, ``glob:PATTERN`` (shell wildcards) or ``re:PATTERN`` (a regular expression matching the
+    whole name, case-insensitive); a list or tuple of rules is the same as ``|``.
     """
-    wanted = str(name).strip().casefold()
-    return [i for i, n in enumerate(names) if str(n).strip().casefold() == wanted]
+    import fnmatch
+    import re as _re
+
+    rules = list(name) if isinstance(name, (list, tuple)) else str(name).split("|")
+    keys = [_name_key(n) for n in names]
+    for rule in (str(r).strip() for r in rules):
+        if not rule:
+            continue
+        if rule.lower().startswith("glob:"):
+            pattern = _name_key(rule[5:])
+            hits = [i for i, k in enumerate(keys) if fnmatch.fnmatchcase(k, pattern)]
+        elif rule.lower().startswith("re:"):
+            try:
+                rx = _re.compile(rule[3:].strip(), _re.IGNORECASE)
+            except _re.error as exc:
+                raise InputError(f"the GTV name rule '{rule}' is not a valid regular expression ({exc})",
+                                 hint="write re:PATTERN with a Python regular expression") from None
+            hits = [i for i, n in enumerate(names) if rx.fullmatch(str(n).strip())]
+        else:
+            hits = [i for i, k in enumerate(keys) if k == _name_key(rule)]
+        if hits:
+            return hits
+    return []
+
+
+def close_names(names, name, n: int = 3) -> list[str]:
+    """Up to ``n`` of ``names`` that look like ``name`` (for "did you mean"), ignoring case, spaces,
+    '_' and '-'."""
+    import difflib
+
+    def loose(x):
+        return "".join(ch for ch in _name_key(x) if ch not in "_-.")
+
+    rules = [r for r in (list(name) if isinstance(name, (list, tuple)) else str(name).split("|"))
+             if not str(r).lower().startswith(("glob:", "re:"))]
+    by_key = {}
+    for x in names:
+        by_key.setdefault(loose(x), x)
+    out = []
+    for r in rules:
+        for k in difflib.get_close_matches(loose(r), list(by_key), n=n, cutoff=0.6):
+            if by_key[k] not in out:
+                out.append(by_key[k])
+    return out[:n]
+
+
+def choose_structure(names, name, what: str = "structure", patient=None, path=None) -> int:
+    """The index of the one structure ``name`` picks (:func:`structures_named`), or an InputError
+    listing the candidates (none matched: every name, with a close-name suggestion; several: those)."""
+    listing = ", ".join(repr(n) for n in names)
+    if name is None or not str(name).strip():
+        raise InputError(f"the file holds several {what}s; say which one is the GTV", patient=patient, path=path,
+                         hint=f"pass --gtv-name, one of: {listing}")
+    hits = structures_named(names, name)
+    if not hits:
+        near = close_names(names, name)
+        raise InputError(f"no {what} named '{name}'; available: {listing}"
+                         + (f"; did you mean {' or '.join(repr(x) for x in near)}?" if near else ""),
+                         patient=patient, path=path, hint="pass one of the available names as --gtv-name "
+                         "(or several rules: 'GTV|GTVp|glob:GTV*|re:gtv.*')")
+    if len(hits) > 1:
+        raise InputError(f"{len(hits)} {what}s match '{name}': {', '.join(repr(names[i]) for i in hits)}",
+                         patient=patient, path=path, hint="give one exact name as --gtv-name")
+    return hits[0]
 
 
 def rtstruct_rois(ds) -> list[dict]:
@@ -413,19 +524,59 @@ def rtstruct_rois(ds) -> list[dict]:
     return rois
 
 
-def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
+#: A pixel centre closer than this (in pixels, perpendicular to an edge) to a contour is ON it, and
+#: belongs to the ROI. Contours through pixel centres (rt-utils and other mask-to-RTSTRUCT writers)
+#: then give back their mask; coordinates written with 4 decimals in mm stay well within it.
+ON_CONTOUR_TOLERANCE_PX = 1e-3
+
+
+def _on_polygon_edges(starts, ends, nx: int, ny: int, tol: float) -> np.ndarray:
+    """Pixels whose centre lies within ``tol`` (perpendicular distance) of an edge start->end."""
+    on = np.zeros((ny, nx), bool)
+    d = ends - starts
+    length2 = (d ** 2).sum(axis=1)
+    for axis in (1, 0):  # scan the rows an edge crosses (i at each row), then the columns (j at each column)
+        a0, a1 = starts[:, axis], ends[:, axis]
+        lo, hi = np.minimum(a0, a1), np.maximum(a0, a1)
+        first = np.ceil(lo - tol).astype(np.int64)
+        count = np.maximum(np.floor(hi + tol).astype(np.int64) - first + 1, 0)
+        edge = np.repeat(np.arange(len(first)), count)
+        if edge.size == 0:
+            continue
+        along = first[edge] + (np.arange(edge.size) - np.repeat(np.cumsum(count) - count, count))
+        span = a1[edge] - a0[edge]
+        t = np.where(span != 0, (along - a0[edge]) / np.where(span != 0, span, 1), 0.0)
+        other = starts[edge, 1 - axis] + t.clip(0, 1) * d[edge, 1 - axis]
+        across = np.rint(other).astype(np.int64)
+        pts = np.empty((edge.size, 2))
+        pts[:, axis], pts[:, 1 - axis] = along, across
+        # exact perpendicular distance from the candidate centre to the segment
+        w = pts - starts[edge]
+        u = np.where(length2[edge] > 0, (w * d[edge]).sum(axis=1) / np.where(length2[edge] > 0, length2[edge], 1), 0)
+        near = ((w - u.clip(0, 1)[:, None] * d[edge]) ** 2).sum(axis=1) <= tol * tol
+        i, j = pts[near, 0].astype(np.int64), pts[near, 1].astype(np.int64)
+        ok = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+        on[j[ok], i[ok]] = True
+    return on
+
+
+def fill_polygons(polygons, nx: int, ny: int, tol: float = ON_CONTOUR_TOLERANCE_PX) -> np.ndarray:
     """Even-odd scanline fill of polygons given in pixel-index coordinates (i, j) on an ny x nx slice.
 
-    A pixel is inside when its centre lies inside an odd number of the polygons, so a contour drawn
-    inside another on the same plane becomes a hole, as RTSTRUCT intends. Each edge crossing the row
-    of pixel centres toggles every pixel to its right; a cumulative sum gives the parity.
-    Edges are half-open in j (y0 <= j < y1), so a centre exactly on an edge is counted once.
+    A pixel belongs to the ROI when its centre lies inside an odd number of the polygons (so a
+    contour drawn inside another on the same plane becomes a hole, as RTSTRUCT intends) or ON any
+    polygon, within ``tol`` pixels (:data:`ON_CONTOUR_TOLERANCE_PX`): a contour through the centres
+    of the boundary pixels keeps them, and an inner contour through the centres of a hole's rim
+    keeps the rim (the rim pixels are the ROI's) while the hole's pixels stay out. Each edge
+    crossing the row of pixel centres toggles every pixel to its right; a cumulative sum gives the
+    parity (edges half-open in j, so a centre exactly on an edge is counted once).
     """
     out = np.zeros((ny, nx), bool)
     if not polygons:
         return out
     starts = np.concatenate([np.asarray(p, float) for p in polygons])
     ends = np.concatenate([np.roll(np.asarray(p, float), -1, axis=0) for p in polygons])
+    on = _on_polygon_edges(starts, ends, nx, ny, tol) if tol > 0 else None
     keep = starts[:, 1] != ends[:, 1]  # horizontal edges cross no row of centres
     (x0, y0), (x1, y1) = starts[keep].T, ends[keep].T
     ylo, yhi = np.minimum(y0, y1), np.maximum(y0, y1)
@@ -433,7 +584,7 @@ def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
     count = np.maximum(np.ceil(yhi).astype(np.int64) - first, 0)
     edge = np.repeat(np.arange(len(first)), count)
     if edge.size == 0:
-        return out
+        return out | on if on is not None else out
     rows = first[edge] + (np.arange(edge.size) - np.repeat(np.cumsum(count) - count, count))
     x = x0[edge] + (rows - y0[edge]) * (x1[edge] - x0[edge]) / (y1[edge] - y0[edge])
     inside_rows = (rows >= 0) & (rows < ny)
@@ -442,7 +593,7 @@ def fill_polygons(polygons, nx: int, ny: int) -> np.ndarray:
     toggles = np.zeros((ny, nx + 1), np.int32)
     np.add.at(toggles, (rows, col), 1)
     out[:] = (np.cumsum(toggles, axis=1)[:, :nx] % 2).astype(bool)
-    return out
+    return out | on if on is not None else out
 
 
 def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_frame_uid=None,
@@ -451,7 +602,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
 
     Each CLOSED_PLANAR contour is placed on the reference slice nearest its plane (it must lie within
     half a slice of one); contours on the same plane are filled by the even-odd rule (inner contours
-    are holes); a pixel is inside when its centre is inside. Contours off the grid, between slices
+    are holes); a pixel is inside when its centre is inside or on a contour (within
+    :data:`ON_CONTOUR_TOLERANCE_PX`, see :func:`fill_polygons`). Contours off the grid, between slices
     (more than 5 % of a slice from the nearest) or of other types are listed in the report's
     ``warnings``. ROI names match case-insensitively; an unknown name lists the available ones.
     """
@@ -468,15 +620,17 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                          patient=patient, path=path,
                          hint=f"pass --gtv-name, one of: {', '.join(repr(n) for n in names)}")
     matches = [rois[i] for i in structures_named(names, name)]
-    if not matches:
-        raise InputError(f"no structure named '{name}'; available: {', '.join(repr(n) for n in names)}"
-                         + truncated,
-                         patient=patient, path=path, hint="pass one of the available names as --gtv-name")
-    if len(matches) > 1:
-        raise InputError(f"{len(matches)} structures are named '{name}' (ROI numbers "
+    if len({r["name"] for r in matches}) == 1 and len(matches) > 1:
+        raise InputError(f"{len(matches)} structures are named '{matches[0]['name']}' (ROI numbers "
                          f"{', '.join(r['number'] for r in matches)})", patient=patient, path=path,
                          hint="rename the duplicates in the planning system")
-    roi = matches[0]
+    try:
+        roi = rois[choose_structure(names, name, "structure", patient, path)]
+    except InputError as exc:
+        if truncated and not matches:
+            exc.problem += truncated
+            exc.with_context()
+        raise
     if (reference_frame_uid and roi["frame_of_reference_uid"]
             and roi["frame_of_reference_uid"] != reference_frame_uid):
         raise InputError(f"structure '{roi['name']}' is in frame of reference {roi['frame_of_reference_uid']} "
@@ -487,6 +641,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     origin = np.asarray(reference.GetOrigin(), float)
     matrix = np.asarray(reference.GetDirection(), float).reshape(3, 3) @ np.diag(reference.GetSpacing())
     to_index = np.linalg.inv(matrix)
+    positions = slice_positions(reference)
+    normal = np.asarray(reference.GetDirection(), float).reshape(3, 3)[:, 2]
     report = {"roi_name": roi["name"], "roi_number": roi["number"], "contours": len(roi["contours"]),
               "contours_used": 0, "slices": [], "warnings": []}
     planes: dict[tuple, list] = {}
@@ -504,6 +660,8 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                              hint="export the RTSTRUCT again")
         pts = np.asarray(data, float).reshape(-1, 3)
         idx = (pts - origin) @ to_index.T
+        if positions is not None:  # uneven slices: k from the true slice positions
+            idx[:, 2] = fractional_index((pts - origin) @ normal, positions)
         k = idx[:, 2]
         if np.ptp(k) > 0.5:
             raise InputError(f"a contour of '{roi['name']}' is not parallel to the CT slices "
@@ -552,4 +710,4 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                          hint="export the RTSTRUCT again" if truncated else "check that the RTSTRUCT belongs to this CT")
     image = sitk.GetImageFromArray(mask)
     image.CopyInformation(reference)
-    return image, report
+    return copy_slice_positions(reference, image), report

@@ -56,3 +56,15 @@ def atomic_write_text(path, text: str) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """:func:`atomic_write_text` for bytes (pictures)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -5,7 +5,10 @@ among comma, semicolon and tab). Column names are case-insensitive; spaces and h
 underscores. Paths are relative to the manifest's folder (or absolute).
 
 Columns
-- required: ``patient_id`` (unique, non-empty, usable as a file name), ``ct``, ``dose``, ``gtv``.
+- required: ``patient_id`` (unique, non-empty, usable as a file name), and ``ct``, ``dose``, ``gtv``
+  or ``patient_dir`` (a planning-system export folder, see :mod:`DoseRadiomicsLib.discovery`; in a
+  row that has one, ``ct``/``dose``/``gtv`` may be empty, or pick among the folder's candidates).
+  ``doseradiomics manifest`` writes such a manifest (:mod:`DoseRadiomicsLib.manifest_builder`).
 - inputs, optional: ``gtv_name`` (RTSTRUCT ROI / segment name), ``gtv_label`` (integer label value),
   ``dose_unit`` (``Gy``/``cGy``, for NRRD/NIfTI/MHA doses).
 - clinical, any subset (:data:`CLINICAL_COLUMNS`): numbers ``age`` (years), ``kps``, ``cea`` (ng/mL),
@@ -41,7 +44,7 @@ from .errors import InputError, ManifestError
 MAX_MANIFEST_BYTES = 50 * 1024 * 1024
 
 REQUIRED_COLUMNS = ("patient_id", "ct", "dose", "gtv")
-INPUT_COLUMNS = ("gtv_name", "gtv_label", "dose_unit")
+INPUT_COLUMNS = ("gtv_name", "gtv_label", "dose_unit", "patient_dir")
 NUMERIC_CLINICAL = {  # name -> (lowest, highest) plausible value
     "age": (0.0, 120.0), "kps": (0.0, 100.0), "cea": (0.0, 1e5), "hb": (25.0, 250.0),
     "prescribed_dose": (0.5, 150.0),
@@ -99,16 +102,17 @@ class Manifest:
         out = []
         for pid, r in self.df.iterrows():
             out.append(PatientInputs(
-                patient_id=str(pid), ct=r["ct"], dose=r["dose"], gtv=r["gtv"],
+                patient_id=str(pid), ct=_opt(r.get("ct")), dose=_opt(r.get("dose")), gtv=_opt(r.get("gtv")),
                 gtv_name=_opt(r.get("gtv_name")), dose_unit=_opt(r.get("dose_unit")),
-                gtv_label=None if _opt(r.get("gtv_label")) is None else int(r["gtv_label"])))
+                gtv_label=None if _opt(r.get("gtv_label")) is None else int(r["gtv_label"]),
+                patient_dir=_opt(r.get("patient_dir"))))
         return out
 
     def missing_files(self) -> dict:
         """Patients whose CT, dose or GTV path does not exist: patient_id -> InputError (first one)."""
         out = {}
         for pid, r in self.df.iterrows():
-            for col in ("ct", "dose", "gtv"):
+            for col in (("patient_dir",) if _opt(r.get("patient_dir")) else ("ct", "dose", "gtv")):
                 if not os.path.exists(r[col]):
                     out[str(pid)] = InputError(
                         f"the {col} file named in the manifest (row {self.rows.get(pid)}, column "
@@ -192,7 +196,8 @@ def read_manifest(path, extra_clinical=(), check_files: bool = False) -> Manifes
             raise ManifestError(f"the column appears twice (columns {seen[c] + 1} and {i + 1})",
                                 column=shown[c], path=path)
         seen[c] = i
-    missing = [c for c in REQUIRED_COLUMNS if c not in seen]
+    missing = [c for c in REQUIRED_COLUMNS if c not in seen
+               and not ("patient_dir" in seen and c in ("ct", "dose", "gtv"))]
     if missing:
         raise ManifestError("missing required column(s): " + ", ".join(missing), column=missing[0], path=path,
                             hint="a manifest needs patient_id, ct, dose and gtv; found: " + ", ".join(header))
@@ -293,9 +298,17 @@ class _Validator:
         if _UNSAFE_ID.search(pid) or pid.startswith(".") or pid != pid.strip():
             self.fail(n, "patient_id", f"patient_id '{pid}' cannot be used as a file name",
                       hint="use letters, digits, '-', '_' and '.' (not leading)")
-        for c in ("ct", "dose", "gtv"):
+        folder = "patient_dir" in rec and rec["patient_dir"].lower() not in MISSING
+        for c in ("patient_dir", "ct", "dose", "gtv"):
+            if c not in rec:
+                out[c] = None
+                continue
             if rec[c].lower() in MISSING:
-                self.fail(n, c, f"no {c} path given")
+                if c == "patient_dir" or folder:   # the folder's discovery finds what is not given
+                    out[c] = None
+                    continue
+                self.fail(n, c, f"no {c} path given", hint="give the file, or the export folder in 'patient_dir'"
+                          if "patient_dir" in rec else None)
             try:  # a NUL byte or an over-long name makes the path unusable (ValueError, OSError)
                 p = Path(os.path.expanduser(rec[c]))
                 out[c] = str(p if p.is_absolute() else (self.path.parent / p).resolve())

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from . import __version__
 from .crosssection import CrossSection, largest_cross_section
-from .errors import DoseRadiomicsError
+from .errors import DoseRadiomicsError, InputError
 from .extraction import FeatureExtractor, parameter_file
 from .fileio import atomic_write_text, canonical_json, jsonable
 from .rois import SliceROIs, make_rois, roi_modality
@@ -64,12 +64,15 @@ class PatientInputs:
     """The files of one patient."""
 
     patient_id: str
-    ct: str
-    dose: str
-    gtv: str
+    ct: str | None
+    dose: str | None
+    gtv: str | None
     gtv_name: str | None = None
     gtv_label: int | None = None
     dose_unit: str | None = None
+    #: a planning-system export folder: the CT series, RTSTRUCT and RTDOSE are found in it
+    #: (:mod:`discovery`); ``ct``/``dose``/``gtv``, when given too, pick among its candidates
+    patient_dir: str | None = None
 
 
 @dataclass
@@ -140,7 +143,20 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
 
 def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.0,)) -> "OrderedDict[str, float]":
     """Dose-volume figures of the whole (3D) GTV: mean, min, max, D98, D95, D50, D2 in Gy, V<iso> in %."""
-    dose = sitk.GetArrayViewFromImage(dose_on_ct)[sitk.GetArrayViewFromImage(gtv) != 0].astype(float)
+    from .slicegeom import slice_positions, slice_thicknesses, weighted_percentile
+
+    inside = sitk.GetArrayViewFromImage(gtv) != 0
+    dose = sitk.GetArrayViewFromImage(dose_on_ct)[inside].astype(float)
+    positions = slice_positions(gtv)
+    if positions is not None:  # uneven CT slices: each voxel counts with its slice's own thickness
+        w = np.broadcast_to(slice_thicknesses(positions)[:, None, None], inside.shape)[inside]
+        out = OrderedDict([("GTV_dose_mean_Gy", float(np.average(dose, weights=w))),
+                           ("GTV_dose_min_Gy", float(dose.min())), ("GTV_dose_max_Gy", float(dose.max()))])
+        for x in (98, 95, 50, 2):
+            out[f"GTV_D{x}_Gy"] = weighted_percentile(dose, w, 100 - x)
+        for t in isodose_gy:
+            out[f"GTV_V{t:g}Gy_pct"] = float(100.0 * w[dose >= t].sum() / w.sum())
+        return out
     out: "OrderedDict[str, float]" = OrderedDict()
     out["GTV_dose_mean_Gy"] = float(dose.mean())
     out["GTV_dose_min_Gy"] = float(dose.min())
@@ -153,10 +169,12 @@ def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.
     return out
 
 
-def diagnostics_row(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float) -> "OrderedDict":
+def diagnostics_row(section: CrossSection, rois: SliceROIs, dose_stats: dict, coverage: float,
+                    stored_index: int | None = None) -> "OrderedDict":
     d: "OrderedDict[str, float]" = OrderedDict()
     d["slice_axis"] = section.axis
-    d["slice_index"] = section.index
+    d["slice_index"] = section.index          # in the patient orientation (counted from the feet for axial)
+    d["slice_index_stored"] = section.index if stored_index is None else stored_index  # in the file's image
     d["slice_position_mm"] = section.position_mm
     for name, area in rois.areas_mm2().items():
         d[f"{name}_area_mm2"] = area
@@ -189,6 +207,15 @@ def _image_summary(loaded) -> dict:
             "details": loaded.details}
 
 
+def _with_report(mask: sitk.Image, original: sitk.Image) -> sitk.Image:
+    """``mask`` with the GTV report of ``original`` (reorientation drops metadata)."""
+    from .readers import GTV_REPORT_KEY
+
+    if mask is not original and GTV_REPORT_KEY in original.GetMetaDataKeys():
+        mask.SetMetaData(GTV_REPORT_KEY, original.GetMetaData(GTV_REPORT_KEY))
+    return mask
+
+
 def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image,
                     options: ExtractionOptions, record: dict | None = None, progress=None,
                     timer: StageTimer | None = None, keep_images: bool = False,
@@ -207,8 +234,20 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
     say = progress or (lambda _msg: None)
     timer = timer or StageTimer()
     record = dict(record or {})
+    stored_ct = ct
+    orientation = None
     try:
         if section is None:
+            # one patient orientation first, so that the features describe the anatomy, not the storage
+            from dataclasses import replace
+
+            from . import orientation as orient
+
+            orientation = orient.describe(ct.image)
+            stored_index = lambda axis, k, _img=ct.image: orient.stored_index(_img, axis, k)  # noqa: E731
+            ct = replace(ct, image=orient.to_canonical(ct.image))
+            gtv = _with_report(orient.to_canonical(gtv), gtv)
+            dose_on_ct = orient.to_canonical(dose_on_ct)
             section = largest_cross_section(gtv, axis=options.axis, patient=pid)
             say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
                 f"GTV area {section.area_mm2:.1f} mm2")
@@ -224,7 +263,8 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
 
     coverage = (record.get("alignment") or {}).get("gtv_dose_coverage")
     coverage = 1.0 if coverage is None else float(coverage)
-    row = diagnostics_row(section, rois, dose_stats, coverage)
+    row = diagnostics_row(section, rois, dose_stats, coverage,
+                          stored_index(section.axis, section.index) if orientation else section.index)
     row.update(features)
     ex = extractors(options)
     record = {
@@ -236,7 +276,8 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         "parameters": {m: e.parameters for m, e in ex.items()},
         "expected_features_per_roi": {name: ex[roi_modality(name)].expected_count for name in rois.masks},
         **record,
-        "ct": _image_summary(ct),
+        "ct": _image_summary(stored_ct),
+        "orientation": orientation,
         "gtv": gtv_report(gtv),
         "cross_section": section.to_dict(),
         "roi_areas_mm2": rois.areas_mm2(),
@@ -249,27 +290,49 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
                          dose_on_ct=dose_on_ct if keep_images else None)
 
 
-def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = None,
-                    progress=None, keep_images: bool = False) -> PatientResult:
-    """Read the patient's files, align the dose, choose the slice, build the ROIs and extract.
+@dataclass
+class LoadedPatient:
+    """A patient's images read and the dose on the CT grid: what :func:`measure_patient` needs."""
 
-    ``progress`` is called with one line per stage. Errors are DoseRadiomicsError subclasses that
-    name the patient and the file.
-    """
+    ct: object
+    dose: object
+    gtv: sitk.Image
+    dose_on_ct: sitk.Image
+    record: dict
+
+
+def load_patient(inputs: PatientInputs, options: ExtractionOptions | None = None, progress=None,
+                 timer: StageTimer | None = None) -> LoadedPatient:
+    """Find (``patient_dir``) and read the patient's files, check the plan's consistency and put the
+    dose on the CT grid; the record says which files were used and why."""
+    from . import discovery
     from .alignment import align_dose_to_ct
-    from .readers import read_ct, read_dose, read_gtv
+    from .readers import read_ct, read_gtv
 
     options = options or ExtractionOptions()
     pid = inputs.patient_id
     say = progress or (lambda _msg: None)
-    timer = StageTimer()
+    timer = timer or StageTimer()
+    found = None
     try:
-        say(f"[{pid}] reading CT {inputs.ct}")
-        ct = read_ct(inputs.ct, patient=pid)
-        say(f"[{pid}] reading dose {inputs.dose}")
-        dose = read_dose(inputs.dose, unit=inputs.dose_unit, patient=pid)
-        say(f"[{pid}] reading GTV {inputs.gtv}" + (f" ({inputs.gtv_name})" if inputs.gtv_name else ""))
-        gtv = read_gtv(inputs.gtv, ct.image, name=inputs.gtv_name, label=inputs.gtv_label, patient=pid)
+        if inputs.patient_dir:
+            say(f"[{pid}] scanning {inputs.patient_dir}")
+            found = discovery.discover_patient(inputs.patient_dir, patient=pid, rtstruct=inputs.gtv,
+                                               rtdose=inputs.dose, ct_series=inputs.ct)
+            ct_path, dose_paths, gtv_path = found.ct, found.doses, found.rtstruct
+            timer.lap("discover")
+        else:
+            ct_path, dose_paths, gtv_path = inputs.ct, [inputs.dose], inputs.gtv
+        say(f"[{pid}] reading CT {ct_path}")
+        ct = read_ct(ct_path, patient=pid)
+        say(f"[{pid}] reading dose {', '.join(map(str, dose_paths))}")
+        dose = discovery.read_doses(dose_paths, unit=inputs.dose_unit, patient=pid)
+        if found is None:
+            discovery.check_summation(dose.details, pid, dose.path)
+        say(f"[{pid}] reading GTV {gtv_path}" + (f" ({inputs.gtv_name})" if inputs.gtv_name else ""))
+        gtv = read_gtv(gtv_path, ct.image, name=inputs.gtv_name, label=inputs.gtv_label, patient=pid)
+        warnings = found.warnings if found else discovery.plan_consistency(
+            discovery.headers_of(ct, dose, gtv_path), patient=pid, path=None, check_frames=False)
         timer.lap("read")
         say(f"[{pid}] aligning dose to CT")
         dose_on_ct, alignment = align_dose_to_ct(ct, dose, gtv=gtv, transform=options.transform,
@@ -277,9 +340,26 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
         timer.lap("align")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
+    for w in warnings:
+        alignment.setdefault("warnings", []).append(w)
     record = {"inputs": asdict(inputs), "dose": _image_summary(dose), "alignment": alignment}
-    return measure_patient(pid, ct, gtv, dose_on_ct, options, record=record, progress=progress,
-                           timer=timer, keep_images=keep_images)
+    if found is not None:
+        record["discovery"] = found.record
+    return LoadedPatient(ct, dose, gtv, dose_on_ct, record)
+
+
+def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = None,
+                    progress=None, keep_images: bool = False) -> PatientResult:
+    """Read the patient's files, align the dose, choose the slice, build the ROIs and extract.
+
+    ``progress`` is called with one line per stage. Errors are DoseRadiomicsError subclasses that
+    name the patient and the file.
+    """
+    options = options or ExtractionOptions()
+    timer = StageTimer()
+    loaded = load_patient(inputs, options, progress, timer)
+    return measure_patient(inputs.patient_id, loaded.ct, loaded.gtv, loaded.dose_on_ct, options,
+                           record=loaded.record, progress=progress, timer=timer, keep_images=keep_images)
 
 
 def write_features_csv(path: Path, rows: list) -> None:
@@ -356,12 +436,18 @@ def register_cli(sub) -> None:
                     "versions, slice choice, alignment) and OUT/slice.png (what was measured).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     i = p.add_argument_group("inputs")
-    i.add_argument("--ct", required=True, help="planning CT: DICOM series folder, NRRD, NIfTI or MHA")
-    i.add_argument("--dose", required=True, help="RT dose: DICOM RTDOSE, or NRRD/NIfTI/MHA with --dose-unit")
+    i.add_argument("--patient-dir", metavar="DIR", help="a planning-system export folder (searched recursively, "
+                   "headers only): the CT series, RTSTRUCT and RTDOSE are chosen by rules and every choice is "
+                   "recorded in extraction.json; --ct/--dose/--gtv then only pick where it finds several")
+    i.add_argument("--ct", help="planning CT: DICOM series folder (scouts and RT files in it are skipped) "
+                   "or one slice, NRRD, NIfTI or MHA")
+    i.add_argument("--dose", help="RT dose: DICOM RTDOSE (DoseSummationType PLAN), or NRRD/NIfTI/MHA with --dose-unit")
     i.add_argument("--dose-unit", choices=["Gy", "cGy"], help="unit of a non-DICOM dose file")
-    i.add_argument("--gtv", required=True, help="GTV: DICOM RTSTRUCT (with --gtv-name), a labelmap file "
+    i.add_argument("--gtv", help="GTV: DICOM RTSTRUCT (with --gtv-name), a labelmap file "
                    "(with --gtv-label) or a Slicer .seg.nrrd (with --gtv-name)")
-    i.add_argument("--gtv-name", help="ROI name in the RTSTRUCT, or segment name in a .seg.nrrd")
+    i.add_argument("--gtv-name", help="ROI name in the RTSTRUCT or segment name in a .seg.nrrd; case and spaces "
+                   "do not matter; several rules separated by '|' are tried in order, each a name, "
+                   "glob:PATTERN or re:PATTERN (e.g. 'GTV|GTVp|glob:GTV_*')")
     i.add_argument("--gtv-label", type=int, help="label value of the GTV in a labelmap (default: any non-zero)")
     i.add_argument("--patient-id", help="identifier written in the outputs (default: the output folder name)")
     add_extraction_options(p)
@@ -375,8 +461,12 @@ def register_cli(sub) -> None:
 def run_extract(args) -> int:
     started = time.perf_counter()
     pid = args.patient_id or Path(args.out).resolve().name
+    if not args.patient_dir and not (args.ct and args.dose and args.gtv):
+        missing = [o for o, v in (("--ct", args.ct), ("--dose", args.dose), ("--gtv", args.gtv)) if not v]
+        raise InputError(f"{', '.join(missing)} not given", patient=pid,
+                         hint="give --ct, --dose and --gtv, or the export folder with --patient-dir")
     inputs = PatientInputs(patient_id=pid, ct=args.ct, dose=args.dose, gtv=args.gtv, gtv_name=args.gtv_name,
-                           gtv_label=args.gtv_label, dose_unit=args.dose_unit)
+                           gtv_label=args.gtv_label, dose_unit=args.dose_unit, patient_dir=args.patient_dir)
     say = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     result = extract_patient(inputs, options_from_args(args), progress=say)
     paths = write_patient_outputs(result, args.out, png=not args.no_png)

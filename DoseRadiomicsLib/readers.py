@@ -21,10 +21,13 @@ e.g. ``8G``) is refused BEFORE anything is allocated; CT or dose voxels that are
 a dose that is 0 Gy everywhere, are refused rather than turned into meaningless features.
 
 Orientation: any direction cosines are supported (oblique, sagittal or coronal acquisitions): the
-geometry comes from the file, and the cross-section is taken normal to an IMAGE axis (``axis`` of
-:func:`~DoseRadiomicsLib.crosssection.largest_cross_section`, the k axis by default), not a patient
-axis. For an oblique CT the "axial" slice is therefore the acquired slice; RTSTRUCT contours must lie
-in the CT's slice planes (contours across them are refused as drawn on another CT).
+geometry comes from the file. Before the slice is cut, :func:`~DoseRadiomicsLib.pipeline.measure_patient`
+flips and permutes the CT, dose and mask (no interpolation) into the patient's LPS orientation
+(:mod:`DoseRadiomicsLib.orientation`), so HFS/HFP/FFS/FFP storage of one anatomy gives the same
+features; the cross-section is then normal to that image axis (``axis`` of
+:func:`~DoseRadiomicsLib.crosssection.largest_cross_section`, k = superior by default). For an
+oblique CT it is the nearest such axis, i.e. the acquired slice; RTSTRUCT contours must lie in the
+CT's slice planes (contours across them are refused as drawn on another CT).
 
 DICOM specifics (series sorting, RTDOSE geometry, contour rasterisation) live in
 :mod:`DoseRadiomicsLib.dicomrt`.

@@ -30,21 +30,68 @@ def _outline_segments(mask: np.ndarray):
     return segs
 
 
-def render_slice_png(rois: SliceROIs, path, title: str = "", window=(40.0, 400.0), dpi: int = 110) -> Path:
-    """Draw the CT slice (level/width ``window``), the dose wash and the ROI outlines to ``path``."""
+#: The wash is transparent below this fraction of the maximum dose (and below WASH_MIN_GY), so the CT
+#: stays readable where the dose is low; above it, opacity grows with dose up to WASH_MAX_ALPHA.
+WASH_FRACTION = 0.1
+WASH_MIN_GY = 2.0
+WASH_MAX_ALPHA = 0.5
+MEDIASTINAL_WINDOW = (40.0, 400.0)  # level, width in HU
+
+
+def dose_wash(dose: np.ndarray, dmax: float, cmap_name: str = "jet") -> np.ndarray:
+    """RGBA wash of a dose slice: the colour map's colour, alpha 0 below the low-dose threshold, then
+    rising linearly from a third of WASH_MAX_ALPHA to WASH_MAX_ALPHA at the maximum."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    low = max(WASH_FRACTION * dmax, WASH_MIN_GY)
+    rgba = matplotlib.colormaps[cmap_name](np.clip(dose / dmax, 0, 1))
+    ramp = np.clip((dose - low) / max(dmax - low, 1e-9), 0, 1)
+    rgba[..., 3] = np.where(dose >= low, WASH_MAX_ALPHA * (1 / 3 + 2 / 3 * ramp), 0.0)
+    return rgba
+
+
+def _coincident_with(masks: dict) -> dict:
+    """ROI name -> the earlier ROI whose mask is the same pixels (e.g. GTV-heat is the GTV's)."""
+    out, names = {}, list(masks)
+    for i, n in enumerate(names):
+        for earlier in names[:i]:
+            if earlier not in out and np.array_equal(masks[n], masks[earlier]):
+                out[n] = earlier
+                break
+    return out
+
+
+def _draw(ax, ct, dose, masks, spacing, window, dmax, limits=None, linewidth=1.6):
+    """The CT, the wash and the outlines on one axis; returns the wash's ScalarMappable."""
+    import matplotlib
     from matplotlib.collections import LineCollection
 
+    sx, sy = spacing
+    level, width = window
+    ax.imshow(ct, cmap="gray", vmin=level - width / 2, vmax=level + width / 2, aspect=sy / sx,
+              interpolation="nearest")
+    ax.imshow(dose_wash(dose, dmax), aspect=sy / sx, interpolation="nearest")
+    same = _coincident_with(masks)
+    for k, ((name, m), colour) in enumerate(zip(masks.items(), ROI_COLOURS)):
+        segs = _outline_segments(m)
+        if name in same:
+            # the same outline as an earlier ROI: every other pixel edge in this colour, over the
+            # earlier one drawn whole, so the line reads as two-coloured dashes (both visible)
+            segs = [sg for sg in segs if int(round(sg[0][0] + sg[0][1] + sg[1][0] + sg[1][1])) % 4 < 2]
+        ax.add_collection(LineCollection(segs, colors=colour, linewidths=linewidth,
+                                         label=name + (f" (= {same[name]})" if name in same else "")))
+    if limits:
+        ax.set_xlim(limits[0] - 0.5, limits[1] + 0.5)
+        ax.set_ylim(limits[3] + 0.5, limits[2] - 0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, dmax), cmap="jet")
+
+
+def _slice_arrays(rois: SliceROIs):
     ct = sitk.GetArrayFromImage(rois.ct)[0].astype(float)
     dose = sitk.GetArrayFromImage(rois.dose)[0].astype(float)
     masks = {k: sitk.GetArrayFromImage(v)[0] != 0 for k, v in rois.masks.items()}
-    sx, sy = rois.ct.GetSpacing()[:2]
-    level, width = window
-    dmax = float(dose.max()) or 1.0
-
     union = np.zeros_like(ct, dtype=bool)
     for m in masks.values():
         union |= m
@@ -52,29 +99,65 @@ def render_slice_png(rois: SliceROIs, path, title: str = "", window=(40.0, 400.0
     margin = max(10, int(0.3 * max(np.ptp(rr) + 1, np.ptp(cc) + 1)))
     zoom = (max(cc.min() - margin, 0), min(cc.max() + margin, ct.shape[1] - 1),
             max(rr.min() - margin, 0), min(rr.max() + margin, ct.shape[0] - 1))
+    return ct, dose, masks, zoom
 
+
+def render_slice_png(rois: SliceROIs, path, title: str = "", window=MEDIASTINAL_WINDOW, dpi: int = 110) -> Path:
+    """Draw the CT slice (level/width ``window``, mediastinal by default), the dose wash and the ROI
+    outlines to ``path``: the whole slice and a zoom on the ROIs, with a dose colour bar marking the
+    isodose thresholds and the wash's transparent range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ct, dose, masks, zoom = _slice_arrays(rois)
+    spacing = rois.ct.GetSpacing()[:2]
+    dmax = float(dose.max()) or 1.0
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), constrained_layout=True)
     for ax, limits in zip(axes, (None, zoom)):
-        ax.imshow(ct, cmap="gray", vmin=level - width / 2, vmax=level + width / 2,
-                  aspect=sy / sx, interpolation="nearest")
-        wash = np.ma.masked_less(dose, 0.1 * dmax)
-        im = ax.imshow(wash, cmap="jet", alpha=0.35, vmin=0, vmax=dmax, aspect=sy / sx,
-                       interpolation="nearest")
-        # GTV and GTV-heat share their pixels: the GTV is drawn wider so both stay visible.
-        for k, ((name, m), colour) in enumerate(zip(masks.items(), ROI_COLOURS)):
-            ax.add_collection(LineCollection(_outline_segments(m), colors=colour,
-                                             linewidths=3.0 if k == 0 else 1.2, label=name))
-        if limits:
-            ax.set_xlim(limits[0] - 0.5, limits[1] + 0.5)
-            ax.set_ylim(limits[3] + 0.5, limits[2] - 0.5)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[1].legend(loc="lower right", fontsize=8, framealpha=0.6)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="dose (Gy)")
+        im = _draw(ax, ct, dose, masks, spacing, window, dmax, limits, linewidth=1.6 if limits else 1.0)
+    axes[1].legend(loc="lower right", fontsize=8, framealpha=0.7)
+    bar = fig.colorbar(im, ax=axes, shrink=0.8, label="dose (Gy)")
+    low = max(WASH_FRACTION * dmax, WASH_MIN_GY)
+    bar.ax.axhspan(0, low, color="white", alpha=0.8)
+    bar.ax.text(0.5, low / 2, "no\nwash", ha="center", va="center", fontsize=7, transform=bar.ax.get_yaxis_transform())
+    for t in getattr(rois, "isodose_gy", ()) or ():
+        bar.ax.axhline(t, color="black", linewidth=1.2)
     s = rois.section
     areas = ", ".join(f"{k} {v:.0f} mm²" for k, v in rois.areas_mm2().items())
-    fig.suptitle(f"{title}  slice {s.index} ({s.position_mm:.1f} mm)\n{areas}".strip(), fontsize=10)
+    fig.suptitle(f"{title}  slice {s.index} ({s.position_mm:.1f} mm)  CT W{window[1]:g}/L{window[0]:g}\n{areas}".strip(),
+                 fontsize=10)
     path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    _save(fig, path, dpi)
     plt.close(fig)
     return path
+
+
+def render_thumbnail_png(rois: SliceROIs, path, size_px: int = 200, window=MEDIASTINAL_WINDOW) -> Path:
+    """The zoom panel of ``slice.png`` alone, ``size_px`` square, for the cohort's QA sheet."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ct, dose, masks, zoom = _slice_arrays(rois)
+    dmax = float(dose.max()) or 1.0
+    fig = plt.figure(figsize=(size_px / 100, size_px / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    _draw(ax, ct, dose, masks, rois.ct.GetSpacing()[:2], window, dmax, zoom, linewidth=1.2)
+    path = Path(path)
+    _save(fig, path, 100)
+    plt.close(fig)
+    return path
+
+
+def _save(fig, path: Path, dpi: int) -> None:
+    """PNG bytes written atomically (a reader never sees half a picture)."""
+    import io
+
+    from .fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=dpi, format="png")
+    atomic_write_bytes(path, buf.getvalue())

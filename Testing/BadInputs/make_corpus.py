@@ -320,7 +320,8 @@ def _patient_cases(root: Path, tiny: dict, dicom: dict) -> list[Case]:
     write_tiny_patient(d / "sagittal", 0, direction=sagittal.ravel())
     patient("ct_sagittal_acquisition", "ct", "ok", "",
             **{r: d / "sagittal" / f"{r}.nrrd" for r in ("ct", "dose", "gtv")},
-            note="supported: slices normal to the image k axis")
+            note="supported: put in the patient orientation (LPS) first, so the axial cross-section is the "
+                 "patient's, not the acquired slice")
     odd = write_tiny_patient(d / "Pätient ü 1 (copy)", 0, names=("ct scan ä.nrrd", "dose Gy é.nrrd", "gtv ø.nrrd"))
     patient("paths_with_spaces_and_non_ascii", "ct", "ok", "", **odd, note="must work")
 

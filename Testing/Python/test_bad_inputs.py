@@ -181,7 +181,8 @@ def _assert_same(a: dict, b: dict, rtol: float, what: str):
 @pytest.mark.parametrize("name, base, prefix, rtol", [
     ("ct_one_slice", "tiny", None, 1e-6),
     ("ct_oblique", "tiny", None, 1e-6),
-    ("ct_sagittal_acquisition", "tiny", None, 1e-6),
+    # ct_sagittal_acquisition is not here: stored with a sagittal direction, the same voxels are
+    # another anatomy in patient space, and its axial cross-section (patient LPS, issue 11) is the patient's
     ("paths_with_spaces_and_non_ascii", "tiny", None, 0.0),
     ("dicom_dose_in_cgy", "dicom", None, 1e-5),
 ])

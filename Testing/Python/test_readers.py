@@ -298,7 +298,15 @@ def test_scanline_fill_agrees_with_matplotlib():
         inner = np.column_stack([25 + 3.3 * np.cos(angles), 22 + 3.3 * np.sin(angles)])
         ours = dicomrt.fill_polygons([outer, inner], 50, 45)
         theirs = MplPath(outer).contains_points(centres) ^ MplPath(inner).contains_points(centres)
-        np.testing.assert_array_equal(ours, theirs.reshape(45, 50))
+        # centres on a contour (within the stated tolerance) are the ROI's too: brute-force distances
+        on = np.zeros(len(centres), bool)
+        for poly in (outer, inner):
+            a, b = poly, np.roll(poly, -1, axis=0)
+            d = b - a
+            w = centres[:, None, :] - a[None]
+            t = ((w * d[None]).sum(-1) / (d ** 2).sum(-1)[None]).clip(0, 1)
+            on |= (np.linalg.norm(w - t[..., None] * d[None], axis=-1) <= dicomrt.ON_CONTOUR_TOLERANCE_PX).any(axis=1)
+        np.testing.assert_array_equal(ours, (theirs | on).reshape(45, 50))
 
 
 def test_rtstruct_on_the_dose_grid_gives_the_prescribed_target_dose(breast_rt, breast_dose):
