@@ -43,13 +43,17 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .errors import DoseRadiomicsError
-from .fileio import atomic_write_text, jsonable
+from .errors import DoseRadiomicsError, OutputError
+from .fileio import atomic_write_text, check_output_folder, ensure_folder, jsonable, output_error
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
 
 PATIENT_SCHEMA = "doseradiomics-cohort-patient/2"
 FAILURE_COLUMNS = ["patient_id", "kind", "file", "message"]
+#: failures.csv is rewritten at most this often during a run (and once at its end): rewriting it
+#: after every failure made 10,000 failing patients cost minutes. A killed run loses nothing by it:
+#: failed patients are tried again on the next run.
+FAILURES_WRITE_INTERVAL_S = 2.0
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 
 
@@ -257,7 +261,10 @@ def _folder_lock(out_dir: Path, say):
     lock = out_dir / ".lock"
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     while True:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise output_error(exc, lock, "the run's lock file cannot be created") from None
         if not _try_os_lock(fd):
             other = _read_lock(fd)
             os.close(fd)
@@ -455,9 +462,8 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     options = options or ExtractionOptions()
     manifest = read_manifest(manifest_path)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DoseRadiomicsError("the output path exists and is not a folder", path=out)
-    (out / "patients").mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)   # before the extraction, not after it
+    ensure_folder(out / "patients")
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     settings_hash = options_settings_hash(options)
     patients = manifest.patients()
@@ -465,8 +471,9 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     workers = max(1, int(workers))
 
     with _folder_lock(out, say):
-        for tmp in (out / "patients").glob(".*.tmp"):  # half-written files of a killed run
-            tmp.unlink(missing_ok=True)
+        for folder in (out, out / "patients", out / "columns"):   # half-written files of a killed run
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
         failures_path = out / "failures.csv"
         failures = {k: v for k, v in _read_failures(failures_path).items() if k in set(order)}
         missing = manifest.missing_files()
@@ -474,19 +481,30 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
         n_done = n_skipped = n_failed = 0
         seconds_per_patient = []
         todo = []
+        written = {"dirty": not failures_path.exists(), "at": time.monotonic()}
+
+        def save_failures(now: bool = False):
+            if written["dirty"] and (now or time.monotonic() - written["at"] >= FAILURES_WRITE_INTERVAL_S):
+                _write_failures(failures_path, failures, order)
+                written.update(dirty=False, at=time.monotonic())
 
         def finish(pid, status, failure=None, seconds=None):
             nonlocal n_done, n_skipped, n_failed
+            if status == "failed" and failure.get("kind") == OutputError.__name__:
+                # the output folder failed, not the patient: every other patient would fail alike
+                raise OutputError(failure["message"])
             if status == "failed":
                 n_failed += 1
                 failures[pid] = failure
                 patient_json_path(out, pid).unlink(missing_ok=True)  # stale features must not survive
-                _write_failures(failures_path, failures, order)
+                written["dirty"] = True
+                save_failures()
                 bar.message(f"cohort-extract: {failure['message']}")
             elif status in ("done", "skipped"):
                 if pid in failures:
                     del failures[pid]
-                    _write_failures(failures_path, failures, order)
+                    written["dirty"] = True
+                    save_failures()
                 if status == "done":
                     n_done += 1
                     if seconds is not None:
@@ -504,8 +522,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
                 finish(p.patient_id, "skipped")
             else:
                 todo.append(p)
-        if not failures_path.exists():
-            _write_failures(failures_path, failures, order)
+        save_failures(now=True)
 
         dask = scheduler is not None or local_cluster is not None
         engine = ({"kind": "dask", "scheduler": scheduler, "local_cluster": local_cluster} if dask
@@ -533,6 +550,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             if close is not None:
                 close()      # a generator's finally: shuts its pool or cluster down
         bar.close()
+        save_failures(now=True)
 
         features = collect_features(order, out, settings_hash)
         _write_features_csv(out / "features.csv", features)

@@ -25,6 +25,10 @@ Which class for which bad input (each is a case of the corpus in ``Testing/BadIn
   missing image files (a cohort run instead records each as that patient's InputError).
 - :class:`DataError` (training): the cohort cannot support the analysis: one outcome class, fewer
   events than the 10 cross-validation folds, no outcome, mixed extraction settings.
+- :class:`OutputError` (fileio, every command): an output cannot be written: disk full, a
+  read-only folder, ``--out`` naming a file where a folder is wanted (or under a file), a name
+  too long for the filesystem. Checked before a command's long work where it can be; files are
+  written atomically, so the previous file survives intact.
 - :class:`ModelFileError` (modelfile, prediction, report): not JSON, nested too deeply, another
   schema, a newer schema version, a checksum mismatch, NaN or infinite numbers, inconsistent
   models, larger than 20 MB, extraction settings that differ from the features', or lacking the
@@ -111,3 +115,7 @@ class DataError(DoseRadiomicsError):
 
 class ModelFileError(DoseRadiomicsError):
     """A model file is invalid, from an unknown schema version, or does not match the features."""
+
+
+class OutputError(DoseRadiomicsError):
+    """An output file or folder cannot be written (disk full, read-only, a file in the way...)."""

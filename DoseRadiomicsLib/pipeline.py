@@ -25,7 +25,7 @@ from . import __version__
 from .crosssection import CrossSection, largest_cross_section
 from .errors import DoseRadiomicsError
 from .extraction import FeatureExtractor, parameter_file
-from .fileio import atomic_write_text, canonical_json, jsonable
+from .fileio import atomic_write_files, atomic_write_text, canonical_json, check_output_folder, jsonable
 from .rois import SliceROIs, make_rois, roi_modality
 
 DIAGNOSTIC_PREFIX = "diag__"
@@ -282,6 +282,11 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
 
 def write_features_csv(path: Path, rows: list) -> None:
     """Write feature rows (dicts with identical keys) as CSV, full float precision."""
+    atomic_write_text(path, features_csv_text(rows))
+
+
+def features_csv_text(rows: list) -> str:
+    """Feature rows (dicts with identical keys) as CSV text, full float precision."""
     if not rows:
         raise ValueError("no rows to write")
     columns = list(rows[0].keys())
@@ -291,22 +296,25 @@ def write_features_csv(path: Path, rows: list) -> None:
     for r in rows:
         # repr keeps every digit of a float, so values read back bit for bit
         writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> dict:
-    """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``."""
+    """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``.
+
+    The three are written as one group: if any cannot be written, none is replaced.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     row = OrderedDict([("patient_id", result.patient_id), ("settings_hash", result.record["settings_hash"])])
     row.update(result.features)
     paths = {"features": out / "features.csv", "record": out / "extraction.json"}
-    write_features_csv(paths["features"], [row])
-    atomic_write_text(paths["record"], json.dumps(result.record, indent=2))
+    data = {paths["features"]: features_csv_text([row]),
+            paths["record"]: json.dumps(result.record, indent=2)}
     if png and result.rois is not None:
-        from .render import render_slice_png
+        from .render import slice_png_bytes
         paths["png"] = out / "slice.png"
-        render_slice_png(result.rois, paths["png"], title=f"patient {result.patient_id}")
+        data[paths["png"]] = slice_png_bytes(result.rois, title=f"patient {result.patient_id}")
+    atomic_write_files(data)
     return paths
 
 
@@ -372,6 +380,7 @@ def register_cli(sub) -> None:
 
 def run_extract(args) -> int:
     started = time.perf_counter()
+    check_output_folder(args.out)   # before the work, not after it
     pid = args.patient_id or Path(args.out).resolve().name
     inputs = PatientInputs(patient_id=pid, ct=args.ct, dose=args.dose, gtv=args.gtv, gtv_name=args.gtv_name,
                            gtv_label=args.gtv_label, dose_unit=args.dose_unit)

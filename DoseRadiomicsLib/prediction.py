@@ -185,6 +185,9 @@ def predict_from_images(model: dict, ct, dose, gtv, *, gtv_name=None, dose_unit=
 
 def run(args) -> int:
     """``doseradiomics predict``."""
+    from .fileio import atomic_write_text, check_output_file
+    if args.out:
+        check_output_file(args.out)   # before an extraction from images, not after it
     model = load_model(args.model)
     clinical = parse_clinical(args.clinical)
     if args.features:
@@ -211,7 +214,7 @@ def run(args) -> int:
     for w in out["warnings"]:
         print(f"warning: {w}")
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1, allow_nan=False) + "\n")
+        atomic_write_text(args.out, json.dumps(out, indent=1, allow_nan=False) + "\n")
         print(f"prediction written to {args.out}")
     return 0
 

@@ -32,6 +32,13 @@ def _outline_segments(mask: np.ndarray):
 
 def render_slice_png(rois: SliceROIs, path, title: str = "", window=(40.0, 400.0), dpi: int = 110) -> Path:
     """Draw the CT slice (level/width ``window``), the dose wash and the ROI outlines to ``path``."""
+    from .fileio import atomic_write_bytes
+    return atomic_write_bytes(path, slice_png_bytes(rois, title=title, window=window, dpi=dpi))
+
+
+def slice_png_bytes(rois: SliceROIs, title: str = "", window=(40.0, 400.0), dpi: int = 110) -> bytes:
+    """The PNG of :func:`render_slice_png`, as bytes (written by the caller, atomically)."""
+    import io
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +81,7 @@ def render_slice_png(rois: SliceROIs, path, title: str = "", window=(40.0, 400.0
     s = rois.section
     areas = ", ".join(f"{k} {v:.0f} mm²" for k, v in rois.areas_mm2().items())
     fig.suptitle(f"{title}  slice {s.index} ({s.position_mm:.1f} mm)\n{areas}".strip(), fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    return path
+    return buf.getvalue()

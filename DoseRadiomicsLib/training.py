@@ -1039,8 +1039,12 @@ def format_auc_table(trained: TrainedModels) -> str:
 
 def run(args) -> int:
     """``doseradiomics train``."""
+    from .fileio import atomic_write_text, check_output_file
     from .manifest import read_manifest
     from .modelfile import save_model
+    for out in (args.out, args.predictions):   # before the fitting, not after it
+        if out:
+            check_output_file(out)
     features = read_features(args.features)
     manifest = read_manifest(args.manifest)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
@@ -1072,7 +1076,7 @@ def run(args) -> int:
     for note in trained.notes:
         print(f"note: {note}")
     if args.predictions:
-        trained.patients.to_csv(args.predictions, index_label="patient_id")
+        atomic_write_text(args.predictions, trained.patients.to_csv(index_label="patient_id"))
         print(f"per-patient probabilities: {args.predictions}")
     print(f"model written to {args.out}")
     return 0
