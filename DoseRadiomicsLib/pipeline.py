@@ -47,7 +47,9 @@ class ExtractionOptions:
     register: bool = False           # rigid registration when frames differ and no transform
 
     def __post_init__(self):
+        from .rois import isodose_roi_names
         self.isodose_gy = tuple(float(x) for x in self.isodose_gy)
+        isodose_roi_names(self.isodose_gy)   # before any work: 50 and 50.0000001 would share a name
 
     def parameter_paths(self) -> dict:
         return {"CT": Path(self.ct_params) if self.ct_params else parameter_file(self.config, "CT"),
@@ -272,6 +274,9 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
         say(f"[{pid}] aligning dose to CT")
         dose_on_ct, alignment = align_dose_to_ct(ct, dose, gtv=gtv, transform=options.transform,
                                                  register=options.register, patient=pid)
+        from .limits import check_gtv_dose_not_negative
+        check_gtv_dose_not_negative(float(sitk.GetArrayViewFromImage(dose_on_ct)[
+            sitk.GetArrayViewFromImage(gtv) != 0].min()), pid, inputs.dose)
         timer.lap("align")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
