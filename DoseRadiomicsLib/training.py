@@ -785,6 +785,13 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
         raise DataError("the split leaves one cohort empty", hint="check the split column")
     y_tr = y_all[train].to_numpy()
     _check_events(y_tr, "training cohort")
+    y_va = y_all[~train].to_numpy()
+    if len(np.unique(y_va)) < 2:   # no AUC, sensitivity or specificity: refuse before any fit or file
+        only = "resistant" if y_va[0] == 1 else "sensitive"
+        raise DataError(f"the validation cohort has only {only} patients ({len(y_va)}): AUC, sensitivity "
+                        "and specificity cannot be computed there",
+                        hint="give the split column patients of both outcomes in validation, or drop it "
+                             "for a stratified random 7:3 split")
 
     # Features usable for selection: finite in every training patient and not constant there.
     Xtr_raw = X.loc[train]
@@ -992,8 +999,13 @@ def read_features(path) -> pd.DataFrame:
                         hint="run doseradiomics cohort-extract first and pass its features.csv")
     try:
         return pd.read_csv(path, dtype={"patient_id": str, "settings_hash": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot read the features table: {exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"the features table is not UTF-8 text (byte {exc.start})", path=path,
+                        hint="a features table is a UTF-8 CSV (a BOM and CRLF line ends are fine), as "
+                             "cohort-extract writes it; re-save it as 'CSV UTF-8'") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise DataError(f"cannot read the features table as CSV: {exc}", path=path,
+                        hint="give the features.csv that extract or cohort-extract wrote") from None
 
 
 def read_ground_truth(path) -> pd.Series:
@@ -1051,6 +1063,7 @@ def run(args) -> int:
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
                            extraction_options=_find_extraction_options(args.features), ground_truth=truth,
                            repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS))
+    auc_table = format_auc_table(trained)   # every step checked before the model file is written
     save_model(trained, args.out)
     c = trained.cohort
     print(f"cohort: {c['n']} patients ({c['events']} resistant); training {c['train']['n']} "
@@ -1058,7 +1071,7 @@ def run(args) -> int:
     for name in MODEL_NAMES:
         m = trained.models[name]
         print(f"{name}: {len(m['features'])} input(s)")
-    print(format_auc_table(trained))
+    print(auc_table)
     print(f"risk cut-off (combined model, Youden on training): {trained.cutoff:.3f}")
     if trained.ground_truth:
         g = trained.ground_truth
