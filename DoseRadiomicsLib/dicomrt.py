@@ -475,6 +475,9 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                              f"{declared} points{truncated}", patient=patient, path=path,
                              hint="export the RTSTRUCT again")
         pts = np.asarray(data, float).reshape(-1, 3)
+        if not np.isfinite(pts).all():
+            raise InputError(f"a contour of '{roi['name']}' has coordinates that are not finite numbers "
+                             "(NaN or infinite)", patient=patient, path=path, hint="export the RTSTRUCT again")
         idx = (pts - origin) @ to_index.T
         k = idx[:, 2]
         if np.ptp(k) > 0.5:
