@@ -11,8 +11,10 @@ extract``, ``predict`` and the GTV reader in-process (``cli.main``), with one in
     or exit 1 with exactly one error line, no traceback, and nothing half-written (no temporary
     file, no partial output set).
 
-Derandomised with bounded example counts (15 images, 30 contours, 25 RTDOSE headers, 40 features
-files, 40 model files: about 5 minutes on a 2-core machine shared with other jobs, most of it the
+Manifests (hostile ids, missing files, folders, devices, garbage images, bad labels and units) go
+through ``cohort-extract``: exit 0 with every patient either in features.csv or in failures.csv, or
+exit 1 with one line. Derandomised with bounded example counts (15 images, 30 contours, 25 RTDOSE
+headers, 40 features files, 40 model files, 20 manifests: about 5 minutes on a 2-core machine shared with other jobs, most of it the
 extractions of the inputs that pass); the counts of each outcome are printed.
 """
 
@@ -393,3 +395,62 @@ def test_generated_rtdose_headers_through_extract(edits, dicom_base, tmp_path_fa
 
 
 _EXTRACTED: set = set()
+
+
+# ----------------------------------------------------------------------------- manifests
+
+@pytest.fixture(scope="module")
+def cohort_base(tmp_path_factory):
+    from make_corpus import write_tiny_patient
+    d = tmp_path_factory.mktemp("manifests")
+    good = write_tiny_patient(d / "good", seed=6)
+    (d / "a-folder").mkdir()
+    (d / "garbage.nrrd").write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nsizes: 99999 99999 99999\n\n")
+    return d, good
+
+
+ROW_KINDS = ["good", "missing", "folder", "devnull", "garbage", "label-0", "unit-bad", "unit-cgy"]
+IDS = ["P1", "p1", "Jos\u00e9", "Jose\u0301", "A\u200bB", "=1+2", "x" * 70, "ok_2", "-", "a/b", "", "\u65e5\u672c"]
+
+
+@st.composite
+def manifests(draw, folder: Path, good: dict):
+    rows = []
+    for _ in range(draw(st.integers(1, 5))):
+        # mostly valid ids, so that most manifests reach the extraction
+        kind, pid = draw(st.sampled_from(ROW_KINDS)), draw(st.sampled_from([f"S{i}" for i in range(60)] + IDS))
+        ct, dose, gtv, label, unit = str(good["ct"]), str(good["dose"]), str(good["gtv"]), "1", "Gy"
+        if kind == "missing":
+            ct = str(folder / "absent.nrrd")
+        elif kind == "folder":
+            dose = str(folder / "a-folder")
+        elif kind == "devnull":
+            gtv = "/dev/null"
+        elif kind == "garbage":
+            ct = str(folder / "garbage.nrrd")
+        elif kind == "label-0":
+            label = "0"
+        elif kind == "unit-bad":
+            unit = "Sv"
+        elif kind == "unit-cgy":
+            unit = "cGy"
+        rows.append(f"{pid},{ct},{dose},{gtv},{label},{unit}")
+    return "patient_id,ct,dose,gtv,gtv_label,dose_unit\n" + "\n".join(rows) + "\n"
+
+
+@_settings(20)
+@given(data=st.data())
+def test_generated_manifests_through_cohort_extract(data, cohort_base, capsys):
+    folder, good = cohort_base
+    manifest = folder / "manifest.csv"
+    manifest.write_text(data.draw(manifests(folder, good)), encoding="utf-8")
+    out = folder / "out"      # shared: unchanged patients are skipped, as in a real rerun
+    rc = run_invariant(["cohort-extract", "--manifest", str(manifest), "--out", str(out), "--workers", "1",
+                        "--quiet"], capsys, "manifest", out)
+    if rc == 0:
+        from DoseRadiomicsLib.manifest import read_manifest
+        ids = read_manifest(manifest).patient_ids
+        features = pd.read_csv(out / "features.csv", dtype={"patient_id": str})
+        failures = pd.read_csv(out / "failures.csv", dtype={"patient_id": str}, keep_default_na=False)
+        assert sorted(list(features["patient_id"]) + list(failures["patient_id"])) == sorted(ids)
+        assert not (out / ".lock").exists()
