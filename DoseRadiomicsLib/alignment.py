@@ -82,6 +82,15 @@ def _read_transform(path, patient) -> sitk.Transform:
     if tx.GetDimension() != 3:
         raise AlignmentError(f"the transform is {tx.GetDimension()}D; a 3D transform is needed",
                              patient=patient, path=p)
+    params = np.asarray(tx.GetParameters(), float)
+    try:
+        singular = not np.isfinite(params).all() or not np.isfinite(tx.GetInverse().GetParameters()).all()
+    except RuntimeError:   # ITK cannot invert it: a singular matrix
+        singular = True
+    if singular:
+        raise AlignmentError("the transform cannot be inverted (a singular matrix, or NaN/infinite parameters)",
+                             patient=patient, path=p, hint="the file is damaged or not a rigid/affine "
+                                                           "registration result; export it again")
     return tx
 
 

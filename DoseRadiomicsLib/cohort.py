@@ -20,14 +20,18 @@ Patients run one after another (``workers=1``), in a pool of worker processes on
 cluster (``scheduler=`` address, or ``local_cluster=N``; see :mod:`DoseRadiomicsLib.distributed`).
 Every engine runs the same per-patient step and writes the same files.
 
-A rerun skips patients whose fingerprint is unchanged (a file whose size and modification time are
-those recorded is not re-hashed) and whose stored ``compatibility`` digest (:func:`fingerprint.digest`:
-the built-in phantom's features, bit for bit) is this installation's: the settings hash holds no
-library version, so after a library change the patients are extracted again rather than mixed; a
-worker whose digest differs from the run's (a Dask worker with other libraries) has its patients
-recorded as failures. ``cohort.json`` holds the run's full fingerprint, which ``train`` stores in the
-model file. A killed run resumes and loses nothing; failed patients are tried again. ``DIR/.lock`` keeps two runs from writing to one folder (a lock left by a dead process on this
-machine is taken over).
+A rerun skips patients whose fingerprint is unchanged (a file whose name, size, mtime, ctime and inode
+are those recorded is not re-hashed: replacing a file changes its ctime or inode even when size and
+mtime are set back) and whose stored ``compatibility`` digest (:func:`fingerprint.digest`: the built-in
+phantom's features, bit for bit) is this installation's: the settings hash holds no library version, so
+after a library change the patients are extracted again rather than mixed; a worker whose digest differs
+from the run's (a Dask worker with other libraries) has its patients recorded as failures.
+``cohort.json`` holds the run's full fingerprint, which ``train`` stores in the model file. An input is
+checked to be a regular file or a folder of at most :data:`MAX_FOLDER_FILES` files before it is hashed;
+a killed run resumes and loses nothing; failed patients are tried again. ``DIR/.lock`` keeps two runs
+from writing to one folder (a lock left by a dead process on this machine is taken over). A pool worker
+that dies fails its own patient only (the pool is rebuilt); pool workers exit within a second when their
+run is killed; SIGTERM stops a run like Ctrl-C (``doseradiomics`` exits 143, the lock released).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import stat
 import sys
 import time
 from contextlib import contextmanager
@@ -50,8 +55,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .errors import DoseRadiomicsError
-from .fileio import atomic_write_text, jsonable
+from .errors import DoseRadiomicsError, InputError, OutputError
+from .fileio import atomic_write_text, check_output_folder, ensure_folder, jsonable, output_error
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
 
@@ -59,6 +64,12 @@ log = logging.getLogger(__name__)
 
 PATIENT_SCHEMA = "doseradiomics-cohort-patient/2"
 FAILURE_COLUMNS = ["patient_id", "kind", "file", "message"]
+#: failures.csv is rewritten at most this often during a run (and once at its end): rewriting it
+#: after every failure made 10,000 failing patients cost minutes. A killed run loses nothing by it:
+#: failed patients are tried again on the next run.
+FAILURES_WRITE_INTERVAL_S = 2.0
+#: Most files an input folder (a DICOM series) may hold before it is refused unhashed.
+MAX_FOLDER_FILES = 10_000
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 
 
@@ -81,11 +92,37 @@ class CohortResult:
 
 # --------------------------------------------------------------------------- fingerprints
 
-def _file_digest(path: str) -> str:
+def input_files(path: str, patient=None) -> list:
+    """The regular files of an input (itself, or a DICOM folder's files, sorted), checked before any
+    is opened: a device (/dev/zero), a FIFO or a socket would hang the hash, and a folder of more
+    than :data:`MAX_FOLDER_FILES` files (``/usr``) is not a DICOM series."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except OSError as exc:
+        raise InputError(f"the input cannot be read ({os.strerror(exc.errno) if exc.errno else exc})",
+                         patient=patient, path=p) from None
+    if stat.S_ISREG(mode):
+        return [p]
+    if not stat.S_ISDIR(mode):
+        raise InputError("the input is not a regular file or a folder (a device, FIFO or socket)",
+                         patient=patient, path=p, hint="give the image file or the DICOM series folder")
+    files = []
+    for q in p.rglob("*"):
+        if q.is_file():           # regular files only (is_file follows links, refuses devices)
+            files.append(q)
+            if len(files) > MAX_FOLDER_FILES:
+                raise InputError(f"the input folder holds more than {MAX_FOLDER_FILES:,} files; it is not "
+                                 "one DICOM series", patient=patient, path=p,
+                                 hint="give the folder of the patient's CT series only")
+    return sorted(files)
+
+
+def _file_digest(path: str, patient=None) -> str:
+    """sha256 of an input's bytes (streamed; a folder's files with their relative names)."""
     h = hashlib.sha256()
     p = Path(path)
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    for q in files:
+    for q in input_files(path, patient):
         if p.is_dir():  # a DICOM series folder: names matter as well as bytes
             h.update(str(q.relative_to(p)).encode() + b"\0")
         with open(q, "rb") as fh:
@@ -94,13 +131,16 @@ def _file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def _file_stat(path: str) -> list:
+def _file_stat(path: str, patient=None) -> list:
+    """Per file: relative name, size, mtime, ctime and inode. Replacing a file (even by one of equal
+    size with an older mtime, as ``cp -p`` or ``rsync -t`` leave it) changes its ctime or inode,
+    which no user tool can set back, so a matching stat is a safe reason to reuse the stored sha256."""
     p = Path(path)
-    if p.is_dir():
-        st = [q.stat() for q in p.rglob("*") if q.is_file()]
-        return [sum(s.st_size for s in st), max((s.st_mtime_ns for s in st), default=0), len(st)]
-    s = p.stat()
-    return [s.st_size, s.st_mtime_ns, 1]
+    out = []
+    for q in input_files(path, patient):
+        s = q.stat()
+        out.append([str(q.relative_to(p)) if q != p else "", s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino])
+    return out
 
 
 def input_roles(inputs) -> tuple:
@@ -117,8 +157,9 @@ def input_fingerprint(inputs, settings_hash: str, digests: dict | None = None) -
     files = {}
     for role in input_roles(inputs):
         path = getattr(inputs, role)
-        digest = (digests or {}).get(role) or _file_digest(path)
-        files[role] = {"path": str(path), "sha256": digest, "stat": _file_stat(path)}
+        stat_now = _file_stat(path, inputs.patient_id)   # validates the path before any hashing
+        digest = (digests or {}).get(role) or _file_digest(path, inputs.patient_id)
+        files[role] = {"path": str(path), "sha256": digest, "stat": stat_now}
     payload = {"settings_hash": settings_hash, "patient_id": inputs.patient_id,
                "files": {r: f["sha256"] for r, f in files.items()},
                "gtv_name": inputs.gtv_name, "gtv_label": inputs.gtv_label, "dose_unit": inputs.dose_unit}
@@ -144,8 +185,8 @@ def _unchanged(previous: dict | None, inputs, settings_hash: str, out_dir=None, 
         info = old.get(role) or {}
         try:
             if info.get("stat") == _file_stat(getattr(inputs, role)):
-                digests[role] = info.get("sha256")  # same size and mtime: trust the stored digest
-        except OSError:
+                digests[role] = info.get("sha256")  # the very same files: trust the stored digest
+        except (OSError, DoseRadiomicsError):
             return False
     fp, _ = input_fingerprint(inputs, settings_hash, digests)
     return fp == previous.get("fingerprint")
@@ -199,10 +240,16 @@ def _read_patient_json(path: Path) -> dict | None:
 
 
 def _read_failures(path: Path) -> dict:
+    """The previous run's failures. The file is ours (UTF-8) but may have been re-saved by a
+    spreadsheet (BOM, CRLF, Windows-1252): read what can be read; anything else is dropped, since
+    failed patients are tried again and the file is rewritten."""
     if not path.is_file():
         return {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        return {r["patient_id"]: r for r in csv.DictReader(fh)}
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            return {r["patient_id"]: r for r in csv.DictReader(fh) if r.get("patient_id")}
+    except (OSError, csv.Error):
+        return {}
 
 
 def _write_failures(path: Path, failures: dict, order: list) -> None:
@@ -213,8 +260,14 @@ def _write_failures(path: Path, failures: dict, order: list) -> None:
     w = csv.DictWriter(buf, fieldnames=FAILURE_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: r.get(k, "") for k in FAILURE_COLUMNS})
+        w.writerow({k: _csv_safe(r.get(k, "")) for k in FAILURE_COLUMNS})
     atomic_write_text(path, buf.getvalue())
+
+
+def _csv_safe(cell) -> str:
+    """A cell a spreadsheet will not run as a formula (a leading = + - @ is quoted with ')."""
+    text = "" if cell is None else str(cell)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _failure(pid: str, exc: BaseException) -> dict:
@@ -278,7 +331,10 @@ def _folder_lock(out_dir: Path, say):
     lock = out_dir / ".lock"
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     while True:
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise output_error(exc, lock, "the run's lock file cannot be created") from None
         if not _try_os_lock(fd):
             other = _read_lock(fd)
             os.close(fd)
@@ -369,6 +425,30 @@ def init_worker(options=None) -> None:
 
 _init_worker = init_worker   # the earlier name
 
+#: How often a pool worker checks that the run that started it is still alive (seconds).
+PARENT_CHECK_INTERVAL_S = 0.5
+
+
+def _die_with_parent() -> None:
+    """A pool worker whose parent run died (killed, so the pool could not stop it) exits at once:
+    it must not go on writing into the folder without the run's lock."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(PARENT_CHECK_INTERVAL_S)
+            if os.getppid() != parent:   # re-parented: the run is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="doseradiomics-parent-watch", daemon=True).start()
+
+
+def _pool_worker_start(options=None) -> None:
+    _die_with_parent()
+    init_worker(options)
+
 
 def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
     """Extract one patient and write its JSON (in the worker, so it is on disk as soon as it is done)."""
@@ -445,24 +525,49 @@ def worker_pool(workers: int, options=None) -> cf.ProcessPoolExecutor:
     """``workers`` spawned processes, each pinned to one thread and with pyradiomics loaded once."""
     ctx = multiprocessing.get_context("spawn")
     with _single_threaded_children():
-        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker,
+        return cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_pool_worker_start,
                                       initargs=(options,))
 
 
 def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: int):
-    """Each patient's result dict from a pool of spawned, single-threaded worker processes."""
-    pool = worker_pool(min(workers, len(todo)), options)
-    try:
-        futures = {pool.submit(_extract_one, p, options, settings_hash, str(out)): p for p in todo}
-        for fut in cf.as_completed(futures):
-            try:
-                yield fut.result()
-            except cf.process.BrokenProcessPool as exc:
-                yield _worker_died(futures[fut].patient_id, exc)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    """Each patient's result dict from a pool of spawned, single-threaded worker processes.
+
+    A worker that dies (killed, out of memory) breaks the whole pool and every unfinished patient's
+    future with it, but only its own patient may fail: the pool is rebuilt and the unfinished
+    patients resubmitted; after a second break the rest run one at a time, where a break names
+    exactly the patient that caused it.
+    """
+    pending = {p.patient_id: p for p in todo}
+    breaks = 0
+    while pending:
+        pool = worker_pool(min(workers, len(pending)) if breaks < 2 else 1, options)
+        broke = False
+        try:
+            if breaks < 2:
+                futures = {pool.submit(_extract_one, p, options, settings_hash, str(out)): p
+                           for p in pending.values()}
+                for fut in cf.as_completed(futures):
+                    try:
+                        result = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        broke = True
+                        continue
+                    pending.pop(futures[fut].patient_id, None)
+                    yield result
+                breaks += broke
+            else:   # one at a time: a break is this patient's own
+                while pending and not broke:
+                    p = next(iter(pending.values()))
+                    try:
+                        result = pool.submit(_extract_one, p, options, settings_hash, str(out)).result()
+                    except cf.process.BrokenProcessPool as exc:
+                        result, broke = _worker_died(p.patient_id, exc), True
+                    pending.pop(p.patient_id)
+                    yield result
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=not broke)
 
 
 def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress: bool = True,
@@ -488,9 +593,8 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     options = options or ExtractionOptions()
     manifest = read_manifest(manifest_path)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise DoseRadiomicsError("the output path exists and is not a folder", path=out)
-    (out / "patients").mkdir(parents=True, exist_ok=True)
+    check_output_folder(out)   # before the extraction, not after it
+    ensure_folder(out / "patients")
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
     settings_hash = options_settings_hash(options)
     compatibility = digest(options)
@@ -499,8 +603,9 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
     workers = max(1, int(workers))
 
     with _folder_lock(out, say):
-        for tmp in (out / "patients").glob(".*.tmp"):  # half-written files of a killed run
-            tmp.unlink(missing_ok=True)
+        for folder in (out, out / "patients", out / "columns"):   # half-written files of a killed run
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
         failures_path = out / "failures.csv"
         failures = {k: v for k, v in _read_failures(failures_path).items() if k in set(order)}
         missing = manifest.missing_files()
@@ -508,19 +613,30 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
         n_done = n_skipped = n_failed = 0
         seconds_per_patient = []
         todo = []
+        written = {"dirty": not failures_path.exists(), "at": time.monotonic()}
+
+        def save_failures(now: bool = False):
+            if written["dirty"] and (now or time.monotonic() - written["at"] >= FAILURES_WRITE_INTERVAL_S):
+                _write_failures(failures_path, failures, order)
+                written.update(dirty=False, at=time.monotonic())
 
         def finish(pid, status, failure=None, seconds=None):
             nonlocal n_done, n_skipped, n_failed
+            if status == "failed" and failure.get("kind") == OutputError.__name__:
+                # the output folder failed, not the patient: every other patient would fail alike
+                raise OutputError(failure["message"])
             if status == "failed":
                 n_failed += 1
                 failures[pid] = failure
                 patient_json_path(out, pid).unlink(missing_ok=True)  # stale features must not survive
-                _write_failures(failures_path, failures, order)
+                written["dirty"] = True
+                save_failures()
                 bar.message(f"cohort-extract: {failure['message']}")
             elif status in ("done", "skipped"):
                 if pid in failures:
                     del failures[pid]
-                    _write_failures(failures_path, failures, order)
+                    written["dirty"] = True
+                    save_failures()
                 if status == "done":
                     n_done += 1
                     if seconds is not None:
@@ -539,8 +655,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
                 finish(p.patient_id, "skipped")
             else:
                 todo.append(p)
-        if not failures_path.exists():
-            _write_failures(failures_path, failures, order)
+        save_failures(now=True)
 
         dask = scheduler is not None or local_cluster is not None
         engine = ({"kind": "dask", "scheduler": scheduler, "local_cluster": local_cluster} if dask
@@ -579,7 +694,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
                                             f"(fingerprint {doc.get('compatibility')} vs {compatibility}); "
                                             "give every worker the same environment and rerun"}
                 patient_json_path(out, pid).unlink(missing_ok=True)
-                _write_failures(failures_path, failures, order)
+        save_failures(now=True)
 
         features = collect_features(order, out, settings_hash)
         _write_features_csv(out / "features.csv", features)

@@ -646,11 +646,14 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     report = {"roi_name": roi["name"], "roi_number": roi["number"], "contours": len(roi["contours"]),
               "contours_used": 0, "slices": [], "warnings": []}
     planes: dict[tuple, list] = {}
-    off_grid, between, other_types, partly_outside = [], [], set(), 0
+    off_grid, between, other_types, partly_outside, too_few = [], [], set(), 0, 0
     for c in roi["contours"]:
         kind = str(c.get("ContourGeometricType", "CLOSED_PLANAR")).upper()
         data = c.get("ContourData")
-        if kind != "CLOSED_PLANAR" or data is None or len(data) < 9:
+        if kind == "CLOSED_PLANAR" and (data is None or len(data) < 9):
+            too_few += 1      # a closed polygon needs 3 points; say so, not "not CLOSED_PLANAR"
+            continue
+        if kind != "CLOSED_PLANAR":
             other_types.add(kind)
             continue
         declared = c.get("NumberOfContourPoints")
@@ -659,6 +662,9 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
                              f"{declared} points{truncated}", patient=patient, path=path,
                              hint="export the RTSTRUCT again")
         pts = np.asarray(data, float).reshape(-1, 3)
+        if not np.isfinite(pts).all():
+            raise InputError(f"a contour of '{roi['name']}' has coordinates that are not finite numbers "
+                             "(NaN or infinite)", patient=patient, path=path, hint="export the RTSTRUCT again")
         idx = (pts - origin) @ to_index.T
         if positions is not None:  # uneven slices: k from the true slice positions
             idx[:, 2] = fractional_index((pts - origin) @ normal, positions)
@@ -695,6 +701,9 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     if partly_outside:
         report["warnings"].append(f"{partly_outside} contour(s) of '{roi['name']}' extend beyond the CT "
                                   "in-plane field of view and were clipped")
+    if too_few:
+        report["warnings"].append(f"{too_few} contour(s) of '{roi['name']}' have fewer than 3 points (a closed "
+                                  "contour needs 3) and were ignored")
     if other_types:
         report["warnings"].append(f"contours of type {', '.join(sorted(other_types))} were ignored "
                                   "(only CLOSED_PLANAR contours enclose a volume)")

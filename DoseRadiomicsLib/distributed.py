@@ -20,6 +20,7 @@ multi-node cluster.
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 from .errors import DoseRadiomicsError
@@ -89,9 +90,12 @@ def dask_results(todo: list, options, settings_hash: str, out: Path, scheduler: 
     futures = {}
     try:
         client.register_plugin(_worker_plugin(options), name=PLUGIN_NAME)
+        # keys unique per run: two runs on one scheduler with the same ids (another study) must
+        # never be handed each other's results
+        run = uuid.uuid4().hex
         for p in todo:
             fut = client.submit(_extract_one, p, options, settings_hash, str(out), pure=False,
-                                key=f"doseradiomics-{settings_hash}-{p.patient_id}", retries=0)
+                                key=f"doseradiomics-{run}-{settings_hash}-{p.patient_id}", retries=0)
             futures[fut.key] = (fut, p)
         for fut in as_completed([f for f, _ in futures.values()]):
             p = futures[fut.key][1]

@@ -612,9 +612,11 @@ def settings_from_args(args) -> DoseMapSettings:
 
 
 def run(args) -> int:
+    from .fileio import check_output_folder
     from .pipeline import DIAGNOSTIC_PREFIX, options_from_args, write_patient_outputs
 
     started = time.perf_counter()
+    check_output_folder(args.out)   # before the registration, not after it
     if args.transform or args.register:
         raise InputError("--transform and --register place an RTDOSE grid; a dose-map picture is placed by "
                          "registration to the CT slice", hint="drop them; use --landmarks to place it yourself")

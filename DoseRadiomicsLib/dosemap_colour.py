@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,8 +136,23 @@ def read_dose_map_picture(path, patient=None) -> DoseMapPicture:
 def _read_raster(p: Path, patient):
     from PIL import Image, UnidentifiedImageError
 
+    from .limits import MAX_PICTURE_PIXELS, limit
+    top = int(limit(MAX_PICTURE_PIXELS))
+    # PIL's decompression-bomb check, from the header before decoding, set to refuse above our
+    # limit (it raises above twice MAX_IMAGE_PIXELS; its warning below that is not ours to print)
+    Image.MAX_IMAGE_PIXELS = max(1, top // 2)
     try:
-        with Image.open(p) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(p)
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"the dose-map picture has more pixels than the limit of {top:,} ({exc})",
+                         patient=patient, path=p, hint=f"a screen capture has a few million; if the picture "
+                                                       f"is genuine, raise {MAX_PICTURE_PIXELS[0]}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"the dose-map picture cannot be read ({exc})", patient=patient, path=p) from None
+    try:
+        with opened as im:
             im.load()
             mode, fmt = im.mode, im.format
             if mode in ("I;16", "I;16B", "I;16L", "I"):

@@ -14,17 +14,27 @@ Which class for which bad input (each is a case of the corpus in ``Testing/BadIn
   DoseGridScaling, in RELATIVE units or 0 Gy everywhere; a NRRD/NIfTI dose without a unit or with
   a conflicting one; an RTSTRUCT without the named ROI (the available names are listed), with only
   open contours, contours off the CT grid or across its slices, another frame of reference, or cut
-  off; an empty GTV label or mask; the wrong DICOM modality for a role.
+  off; an empty GTV label or mask; the wrong DICOM modality for a role. Implausible inputs
+  (:mod:`DoseRadiomicsLib.limits`, each limit raised by its environment variable): a dose above
+  ``DOSERADIOMICS_MAX_DOSE_GY`` (200 Gy; a cGy hint), an ROI spanning more than
+  ``DOSERADIOMICS_MAX_GREY_LEVELS`` grey levels, a picture above ``DOSERADIOMICS_MAX_PICTURE_PIXELS``,
+  a direction matrix further than ``DOSERADIOMICS_DIRECTION_TOLERANCE`` from orthonormal; a negative
+  dose inside the GTV, ``--gtv-label 0`` or one outside the mask's pixel type; in a cohort run, an
+  input that is a device, FIFO or a folder of more than 10,000 files (refused before hashing).
 - :class:`AlignmentError` (alignment): dose and CT in different frames of reference without a
-  transform, a dose grid that misses the CT or the whole GTV, an unreadable transform.
-- :class:`ROIError` (crosssection, rois): an ROI empty or smaller than 4 pixels on the largest
-  cross-section (e.g. no pixel reaches the isodose).
+  transform, a dose grid that misses the CT or the whole GTV, an unreadable or singular transform.
+- :class:`ROIError` (crosssection, rois): an ROI empty, smaller than 4 pixels or covering the whole
+  largest cross-section (e.g. no pixel reaches the isodose); isodose thresholds giving one name.
 - :class:`ExtractionError` (extraction): pyradiomics failed or gave another feature set.
 - :class:`ManifestError` (manifest): missing or duplicate columns, a cell of the wrong type,
   duplicate or unsafe patient ids, not UTF-8, empty, larger than 50 MB; with ``check_files``,
   missing image files (a cohort run instead records each as that patient's InputError).
 - :class:`DataError` (training): the cohort cannot support the analysis: one outcome class, fewer
   events than the 10 cross-validation folds, no outcome, mixed extraction settings.
+- :class:`OutputError` (fileio, every command): an output cannot be written: disk full, a
+  read-only folder, ``--out`` naming a file where a folder is wanted (or under a file), a name
+  too long for the filesystem. Checked before a command's long work where it can be; files are
+  written atomically, so the previous file survives intact.
 - :class:`ModelFileError` (modelfile, prediction, report): not JSON, nested too deeply, another
   schema, a newer schema version, a checksum mismatch, NaN or infinite numbers, inconsistent
   models, larger than 20 MB, extraction settings that differ from the features', or lacking the
@@ -111,3 +121,7 @@ class DataError(DoseRadiomicsError):
 
 class ModelFileError(DoseRadiomicsError):
     """A model file is invalid, from an unknown schema version, or does not match the features."""
+
+
+class OutputError(DoseRadiomicsError):
+    """An output file or folder cannot be written (disk full, read-only, a file in the way...)."""

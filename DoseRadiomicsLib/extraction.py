@@ -186,6 +186,9 @@ class FeatureExtractor:
         if not np.isfinite(sitk.GetArrayViewFromImage(image)).all():
             raise ExtractionError(f"the image of ROI {roi} contains NaN or infinite values",
                                   patient=patient, hint="check the dose or CT file for corrupt voxels")
+        from .limits import check_grey_levels
+        check_grey_levels(sitk.GetArrayViewFromImage(image)[arr == self.label],
+                          self.parameters["setting"].get("binWidth"), roi, "values", patient)
 
     def _finish(self, result, roi, patient) -> dict:
         """pyradiomics' output without diagnostics, as floats, its count checked."""

@@ -1,18 +1,29 @@
 """Plain files written safely: JSON-ready values, canonical JSON for hashes, atomic writes.
 
-Every record, model file and cohort result goes through here, so that NaN never reaches a JSON
-file (it is not JSON), hashes are computed on one canonical text, and a reader never sees half a
-file (a killed run leaves either the old file or the new one).
+Every file a command writes (records, model files, reports, CSV, JSON, PNG, images) goes through
+:func:`atomic_write_files` (or :func:`atomic_output_path` for writers that need a file name), so
+that NaN never reaches a JSON file (it is not JSON), hashes are computed on one canonical text,
+and a reader never sees half a file: the bytes go to a temporary file in the same folder, are
+flushed and fsync'ed, and only then renamed over the target, so a kill, a full disk or a
+read-only folder leaves either the old file or the new one. A failure is an
+:class:`~DoseRadiomicsLib.errors.OutputError` naming the file, the system's reason (errno text)
+and what to do. :func:`check_output_file` and :func:`check_output_folder` find an unwritable
+output before a command's long work.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from .errors import OutputError
 
 
 def jsonable(obj):
@@ -46,25 +57,233 @@ def canonical_json(value) -> str:
                       allow_nan=False)
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+# ----------------------------------------------------------------------------- atomic writes
+
+#: The one call that puts bytes on disk (tests inject ENOSPC here).
+_write = os.write
+
+_HINTS = {
+    errno.ENOSPC: "free space on that disk, or write to another disk",
+    errno.EDQUOT: "free space within your disk quota, or write to another disk",
+    errno.EACCES: "choose a folder you may write to, or change its permissions",
+    errno.EPERM: "choose a folder you may write to, or change its permissions",
+    errno.EROFS: "the filesystem is mounted read-only: choose a folder on another one",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "the path is a folder: give a file name",
+    errno.ENAMETOOLONG: "shorten the file or folder name",
+    errno.EEXIST: "a file is in the way: choose another path",
+}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()   # what open(path, "w") would give (mkstemp's 0600 would not)
+
+
+def output_error(exc: OSError, path, what: str = "cannot be written") -> OutputError:
+    """An OutputError for ``exc`` on ``path``: the errno text and what to do, no traceback."""
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return OutputError(f"{what}: {reason}", path=path,
+                       hint=_HINTS.get(exc.errno, "choose another output path"))
+
+
+def _oserror(code: int, path) -> OSError:
+    return OSError(code, os.strerror(code), str(path))
+
+
+def ensure_folder(folder) -> Path:
+    """Create ``folder`` (and its parents) if needed; an OutputError if it cannot be."""
+    folder = Path(folder)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise output_error(_oserror(errno.ENOTDIR, folder), folder, "is a file, not a folder") from None
+    except OSError as exc:
+        raise output_error(exc, folder, "the folder cannot be created") from None
+    return folder
+
+
+def _temp_beside(path: Path, suffix: str = "") -> tuple:
+    """(fd, temporary path) in ``path``'s folder; a short name, so a long target name fails at the
+    rename (leaving nothing) rather than at the temporary file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:32]}.", suffix=".tmp" + suffix)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, _FILE_MODE)
+    return fd, Path(tmp)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames durable (POSIX); a platform without directory fds simply skips it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_files(files: dict) -> list:
+    """Write every ``path -> bytes or str`` of ``files`` atomically, as one group.
+
+    All temporary files are written and fsync'ed first; only when every one is complete are they
+    renamed over their targets, so a failure leaves every previous file as it was. Text is UTF-8.
+    Returns the paths. Raises :class:`OutputError` naming the file that failed.
+    """
+    staged = []   # (temporary path, target)
+    current = None
+    try:
+        for path, data in files.items():
+            current = path = Path(path)
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            ensure_folder(path.parent)
+            if path.is_dir():
+                raise output_error(_oserror(errno.EISDIR, path), path)
+            fd, tmp = _temp_beside(path)
+            staged.append((tmp, path))
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[_write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        for tmp, path in staged:
+            current = path
+            os.replace(tmp, path)
+        for folder in {p.parent for _, p in staged}:
+            _fsync_folder(folder)
+    except OSError as exc:
+        raise output_error(exc, current) from None
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    return [p for _, p in staged]
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write_files`)."""
+    return atomic_write_files({path: data})[0]
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_files`)."""
+    return atomic_write_files({path: text})[0]
+
+
+def _diagnose(folder: Path) -> OSError | None:
+    """The OSError a one-byte write in ``folder`` meets now (e.g. ENOSPC), or None."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".doseradiomics-probe-", suffix=".tmp")
+    except OSError as exc:
+        return exc
+    try:
+        _write(fd, b"\0")
+        os.fsync(fd)
+        return None
+    except OSError as exc:
+        return exc
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
+
+
+@contextmanager
+def atomic_output_path(path):
+    """A temporary path beside ``path`` (ending in ``path``'s suffixes, so that writers choosing a
+    format by the extension, such as SimpleITK's, choose the same) for writers that need a file
+    name; on success it is fsync'ed and renamed over ``path``, on failure removed.
+
+    A writer that reports failure without an errno (ITK raises RuntimeError) is diagnosed with a
+    one-byte probe in the same folder, so the error still says why (e.g. no space left).
+    """
+    path = Path(path)
+    ensure_folder(path.parent)
+    if path.is_dir():
+        raise output_error(_oserror(errno.EISDIR, path), path)
+    try:
+        fd, tmp = _temp_beside(path, "".join(path.suffixes[-2:]))
+        os.close(fd)
+    except OSError as exc:
+        raise output_error(exc, path) from None
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        raise output_error(exc, path) from None
+    except RuntimeError as exc:
+        probe = _diagnose(path.parent)
+        if probe is not None:
+            raise output_error(probe, path) from None
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise OutputError(f"cannot be written: {first}", path=path,
+                          hint="check the disk and the folder, or choose another path") from None
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """:func:`atomic_write_text` for bytes (pictures)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+# ----------------------------------------------------------------------------- checks before work
+
+def _name_max(folder: Path) -> int:
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not os.path.lexists(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _check_path(path, want_folder: bool) -> Path:
+    path = Path(os.path.abspath(path))
+    base = _nearest_existing(path)
+    if not base.is_dir():     # an existing part of the path is a file
+        if base == path:
+            if want_folder:
+                raise output_error(_oserror(errno.ENOTDIR, path), path, "exists and is a file, not a folder")
+        else:
+            raise output_error(_oserror(errno.ENOTDIR, path), path,
+                               f"cannot be created under {base}, which is a file")
+    if base == path and not want_folder and path.is_dir():
+        raise output_error(_oserror(errno.EISDIR, path), path, "is a folder")
+    limit = _name_max(base if base.is_dir() else base.parent)
+    for part in path.relative_to(base).parts if base != path else ():
+        if len(os.fsencode(part)) > limit:
+            raise output_error(_oserror(errno.ENAMETOOLONG, path), path,
+                               f"a name of {len(os.fsencode(part))} bytes is longer than this filesystem's "
+                               f"limit of {limit}")
+    folder = base if base.is_dir() else base.parent
+    problem = _diagnose(folder)
+    if problem is not None:
+        raise output_error(problem, path)
+    return path
+
+
+def check_output_file(path) -> Path:
+    """Before long work: ``path`` can be written as a file (no folder or file in the way, names
+    within the filesystem's limit, its nearest existing folder writable and not full). Creates
+    nothing; raises :class:`OutputError`."""
+    return _check_path(path, want_folder=False)
+
+
+def check_output_folder(path) -> Path:
+    """Before long work: ``path`` can be (or is) a folder that files can be written into."""
+    return _check_path(path, want_folder=True)

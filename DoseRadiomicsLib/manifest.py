@@ -5,10 +5,12 @@ among comma, semicolon and tab). Column names are case-insensitive; spaces and h
 underscores. Paths are relative to the manifest's folder (or absolute).
 
 Columns
-- required: ``patient_id`` (unique, non-empty, usable as a file name), and ``ct``, ``dose``, ``gtv``
-  or ``patient_dir`` (a planning-system export folder, see :mod:`DoseRadiomicsLib.discovery`; in a
-  row that has one, ``ct``/``dose``/``gtv`` may be empty, or pick among the folder's candidates).
-  ``doseradiomics manifest`` writes such a manifest (:mod:`DoseRadiomicsLib.manifest_builder`).
+- required: ``patient_id`` (unique ignoring case after Unicode NFC normalisation, non-empty, usable
+  as a file name, at most 64 characters, no invisible characters, not starting with ``= + - @``), and
+  ``ct``, ``dose``, ``gtv`` or ``patient_dir`` (a planning-system export folder, see
+  :mod:`DoseRadiomicsLib.discovery`; in a row that has one, ``ct``/``dose``/``gtv`` may be empty, or pick
+  among the folder's candidates). ``doseradiomics manifest`` writes such a manifest
+  (:mod:`DoseRadiomicsLib.manifest_builder`).
 - inputs, optional: ``gtv_name`` (RTSTRUCT ROI / segment name), ``gtv_label`` (integer label value),
   ``dose_unit`` (``Gy``/``cGy``, for NRRD/NIfTI/MHA doses).
 - clinical, any subset (:data:`CLINICAL_COLUMNS`): numbers ``age`` (years), ``kps``, ``cea`` (ng/mL),
@@ -33,6 +35,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +67,10 @@ YES = {"1", "yes", "y", "true", "t"}
 NO = {"0", "no", "n", "false", "f"}
 SEXES = {"m": "M", "male": "M", "f": "F", "female": "F"}
 _UNSAFE_ID = re.compile(r"[/\\\x00-\x1f:*?\"<>|]")
+#: Longest patient id (characters): it names OUT/patients/<id>.json, within any filesystem's 255 bytes.
+MAX_PATIENT_ID_CHARS = 64
+#: First characters a spreadsheet runs as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@")
 
 
 @dataclass
@@ -95,12 +102,16 @@ class Manifest:
     def patient_ids(self) -> list:
         return list(self.df.index)
 
+    def _records(self):
+        """(patient_id, row dict) in manifest order; iterrows builds a Series per row (seconds for 10,000)."""
+        return zip(self.df.index, self.df.to_dict("records"))
+
     def patients(self) -> list:
         """The patients as :class:`~DoseRadiomicsLib.pipeline.PatientInputs` (absolute paths)."""
         from .pipeline import PatientInputs
 
         out = []
-        for pid, r in self.df.iterrows():
+        for pid, r in self._records():
             out.append(PatientInputs(
                 patient_id=str(pid), ct=_opt(r.get("ct")), dose=_opt(r.get("dose")), gtv=_opt(r.get("gtv")),
                 gtv_name=_opt(r.get("gtv_name")), dose_unit=_opt(r.get("dose_unit")),
@@ -111,7 +122,7 @@ class Manifest:
     def missing_files(self) -> dict:
         """Patients whose CT, dose or GTV path does not exist: patient_id -> InputError (first one)."""
         out = {}
-        for pid, r in self.df.iterrows():
+        for pid, r in self._records():
             for col in (("patient_dir",) if _opt(r.get("patient_dir")) else ("ct", "dose", "gtv")):
                 if not os.path.exists(r[col]):
                     out[str(pid)] = InputError(
@@ -253,6 +264,15 @@ class _Validator:
     def __init__(self, path: Path, shown: dict):
         self.path = path
         self.shown = shown
+        self._folders: dict = {}   # a patient's ct, dose and gtv share a folder: resolve it once
+
+    def _resolve(self, relative: Path) -> Path:
+        """``relative`` to the manifest's folder, made absolute with its folders' links resolved
+        (the file's own name is kept), as ``Path.resolve`` would give for a regular file."""
+        folder = relative.parent
+        if folder not in self._folders:
+            self._folders[folder] = (self.path.parent / folder).resolve()
+        return self._folders[folder] / relative.name
 
     def fail(self, n: int, column: str, problem: str, hint: str | None = None):
         raise ManifestError(f"{problem} (line {n + 1} of the file)", row=n, column=self.shown.get(column, column),
@@ -292,9 +312,22 @@ class _Validator:
 
     def row(self, n: int, rec: dict, extra: list) -> dict:
         out = dict(rec)
-        pid = rec["patient_id"]
+        # one spelling per id: a composed and a decomposed 'é' are the same patient
+        pid = out["patient_id"] = unicodedata.normalize("NFC", rec["patient_id"])
         if pid.lower() in MISSING:
             self.fail(n, "patient_id", "the patient_id is empty")
+        invisible = sorted({f"U+{ord(ch):04X}" for ch in pid if unicodedata.category(ch) == "Cf"})
+        if invisible:   # zero-width and direction marks: ids that look equal but are not
+            self.fail(n, "patient_id", f"patient_id {pid!r} contains invisible characters ({', '.join(invisible)})",
+                      hint="retype the id without zero-width or direction marks")
+        if len(pid) > MAX_PATIENT_ID_CHARS or len(pid.encode("utf-8")) > 4 * MAX_PATIENT_ID_CHARS - 56:
+            self.fail(n, "patient_id", f"patient_id is {len(pid)} characters ({len(pid.encode('utf-8'))} "
+                      f"bytes) long, more than {MAX_PATIENT_ID_CHARS} characters or "
+                      f"{4 * MAX_PATIENT_ID_CHARS - 56} bytes",
+                      hint="use a shorter id (it names the patient's result file)")
+        if pid[0] in FORMULA_STARTS:   # a spreadsheet would run it as a formula in every CSV we write
+            self.fail(n, "patient_id", f"patient_id {pid!r} starts with {pid[0]!r}, which a spreadsheet "
+                      "reads as a formula", hint="start the id with a letter or a digit")
         if _UNSAFE_ID.search(pid) or pid.startswith(".") or pid != pid.strip():
             self.fail(n, "patient_id", f"patient_id '{pid}' cannot be used as a file name",
                       hint="use letters, digits, '-', '_' and '.' (not leading)")
@@ -311,7 +344,7 @@ class _Validator:
                           if "patient_dir" in rec else None)
             try:  # a NUL byte or an over-long name makes the path unusable (ValueError, OSError)
                 p = Path(os.path.expanduser(rec[c]))
-                out[c] = str(p if p.is_absolute() else (self.path.parent / p).resolve())
+                out[c] = str(p if p.is_absolute() else self._resolve(p))
             except (ValueError, OSError) as exc:
                 self.fail(n, c, f"{rec[c]!r} is not a usable path ({exc})", hint="write the file's path, "
                           "absolute or relative to the manifest's folder")

@@ -25,7 +25,7 @@ from . import __version__
 from .crosssection import CrossSection, largest_cross_section
 from .errors import DoseRadiomicsError, InputError
 from .extraction import FeatureExtractor, parameter_file
-from .fileio import atomic_write_text, canonical_json, jsonable
+from .fileio import atomic_write_files, atomic_write_text, canonical_json, check_output_folder, jsonable
 from .rois import SliceROIs, make_rois, roi_modality
 
 DIAGNOSTIC_PREFIX = "diag__"
@@ -47,7 +47,9 @@ class ExtractionOptions:
     register: bool = False           # rigid registration when frames differ and no transform
 
     def __post_init__(self):
+        from .rois import isodose_roi_names
         self.isodose_gy = tuple(float(x) for x in self.isodose_gy)
+        isodose_roi_names(self.isodose_gy)   # before any work: 50 and 50.0000001 would share a name
 
     def parameter_paths(self) -> dict:
         return {"CT": Path(self.ct_params) if self.ct_params else parameter_file(self.config, "CT"),
@@ -337,6 +339,9 @@ def load_patient(inputs: PatientInputs, options: ExtractionOptions | None = None
         say(f"[{pid}] aligning dose to CT")
         dose_on_ct, alignment = align_dose_to_ct(ct, dose, gtv=gtv, transform=options.transform,
                                                  register=options.register, patient=pid)
+        from .limits import check_gtv_dose_not_negative
+        check_gtv_dose_not_negative(float(sitk.GetArrayViewFromImage(dose_on_ct)[
+            sitk.GetArrayViewFromImage(gtv) != 0].min()), pid, inputs.dose)
         timer.lap("align")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
@@ -364,6 +369,11 @@ def extract_patient(inputs: PatientInputs, options: ExtractionOptions | None = N
 
 def write_features_csv(path: Path, rows: list) -> None:
     """Write feature rows (dicts with identical keys) as CSV, full float precision."""
+    atomic_write_text(path, features_csv_text(rows))
+
+
+def features_csv_text(rows: list) -> str:
+    """Feature rows (dicts with identical keys) as CSV text, full float precision."""
     if not rows:
         raise ValueError("no rows to write")
     columns = list(rows[0].keys())
@@ -373,22 +383,25 @@ def write_features_csv(path: Path, rows: list) -> None:
     for r in rows:
         # repr keeps every digit of a float, so values read back bit for bit
         writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> dict:
-    """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``."""
+    """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``.
+
+    The three are written as one group: if any cannot be written, none is replaced.
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     row = OrderedDict([("patient_id", result.patient_id), ("settings_hash", result.record["settings_hash"])])
     row.update(result.features)
     paths = {"features": out / "features.csv", "record": out / "extraction.json"}
-    write_features_csv(paths["features"], [row])
-    atomic_write_text(paths["record"], json.dumps(result.record, indent=2))
+    data = {paths["features"]: features_csv_text([row]),
+            paths["record"]: json.dumps(result.record, indent=2)}
     if png and result.rois is not None:
-        from .render import render_slice_png
+        from .render import slice_png_bytes
         paths["png"] = out / "slice.png"
-        render_slice_png(result.rois, paths["png"], title=f"patient {result.patient_id}")
+        data[paths["png"]] = slice_png_bytes(result.rois, title=f"patient {result.patient_id}")
+    atomic_write_files(data)
     return paths
 
 
@@ -460,6 +473,7 @@ def register_cli(sub) -> None:
 
 def run_extract(args) -> int:
     started = time.perf_counter()
+    check_output_folder(args.out)   # before the work, not after it
     pid = args.patient_id or Path(args.out).resolve().name
     if not args.patient_dir and not (args.ct and args.dose and args.gtv):
         missing = [o for o, v in (("--ct", args.ct), ("--dose", args.dose), ("--gtv", args.gtv)) if not v]

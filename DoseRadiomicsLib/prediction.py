@@ -27,6 +27,19 @@ from .training import RDM_SCORE, encode_clinical_value
 FEATURE_MODELS = ("RM_GTV", "DM_GTV", "DM_50Gy", "RDM")
 # a normalised value this far outside the training range [0, 1] earns a warning
 RANGE_MARGIN = 0.5
+#: Largest |log-odds| a model may give (P within 4e-18 of 0 or 1): beyond it, or not finite, the
+#: model or the features are broken, and the probability would print as 0.000/1.000 or nan.
+MAX_ABS_LOGIT = 40.0
+
+
+def _checked_logit(name: str, z: float) -> float:
+    """``z`` if it is a plausible log-odds; a NaN or extreme one is an error, never a risk group."""
+    if not math.isfinite(z) or abs(z) > MAX_ABS_LOGIT:
+        raise ModelFileError(f"model {name} gives a log-odds of {z:.6g} for this patient (a probability that is "
+                             f"not a number or indistinguishable from 0 or 1, beyond +-{MAX_ABS_LOGIT:g})",
+                             hint="the model file's coefficients or the patient's features are implausible: "
+                                  "check both; no probability or risk group is given")
+    return z
 
 
 def _logistic(z: float) -> float:
@@ -97,7 +110,7 @@ def predict_from_features(model: dict, features: Mapping[str, float], clinical: 
         if absent:
             missing += [f for f in absent if f not in missing]
             continue
-        linear[name] = z
+        linear[name] = _checked_logit(name, z)
         probabilities[name] = _logistic(z)
     if outside:
         shown = sorted(set(outside))
@@ -115,7 +128,7 @@ def predict_from_features(model: dict, features: Mapping[str, float], clinical: 
         if not all(f in inputs for f in m["features"]):
             continue
         z = m["intercept"] + sum(c * inputs[f] for f, c in zip(m["features"], m["coefficients"]))
-        linear[name] = z
+        linear[name] = _checked_logit(name, z)
         probabilities[name] = _logistic(z)
     cutoff = model["risk"]["cutoff"]
     combined = probabilities.get("combined")
@@ -162,11 +175,11 @@ def parse_clinical(items) -> dict:
 
 
 def _features_from_csv(path, patient):
-    import pandas as pd
     path = Path(path)
     if not path.is_file():
         raise InputError("features file not found", path=path)
-    frame = pd.read_csv(path, dtype={"patient_id": str, "settings_hash": str})
+    from .training import read_features
+    frame = read_features(path)   # the reader train uses: empty, binary, UTF-16, broken CSVs are DataErrors
     if patient is not None:
         if "patient_id" not in frame.columns or patient not in set(frame["patient_id"]):
             raise InputError(f"no row for patient {patient!r}", path=path, hint="check --patient")
@@ -208,6 +221,9 @@ def _say_compatible(checked: dict) -> None:
 
 def run(args) -> int:
     """``doseradiomics predict``."""
+    from .fileio import atomic_write_text, check_output_file
+    if args.out:
+        check_output_file(args.out)   # before an extraction from images, not after it
     model = load_model(args.model)
     clinical = parse_clinical(args.clinical)
     if args.features:
@@ -236,7 +252,7 @@ def run(args) -> int:
     for w in out["warnings"]:
         print(f"warning: {w}")
     if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1, allow_nan=False) + "\n")
+        atomic_write_text(args.out, json.dumps(out, indent=1, allow_nan=False) + "\n")
         print(f"prediction written to {args.out}")
     return 0
 

@@ -48,6 +48,7 @@ import SimpleITK as sitk
 from . import dicomrt
 from .alignment import resample_to_reference, same_grid
 from .errors import InputError
+from .limits import check_direction, check_dose_maximum, check_label_value
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +193,14 @@ def read_ct(path, patient=None) -> LoadedImage:
     p = _check_exists(path, "CT", patient)
     if p.is_dir() or (not _is_image_file(p) and dicomrt.is_dicom_file(p)):
         image, details = dicomrt.read_ct_series(p, patient=patient)
+        check_direction(image.GetDirection(), "CT", patient, p)
         _check_finite(image, "CT", patient, p)
         return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)
     if not _is_image_file(p):
         raise InputError("unknown CT file type", patient=patient, path=p,
                          hint="give a DICOM series folder or file, or a .nrrd/.nii/.nii.gz/.mha/.mhd image")
     image = _read_sitk(p, "CT", patient)
+    check_direction(image.GetDirection(), "CT", patient, p)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the CT has several components per voxel; a scalar image is needed",
                          patient=patient, path=p, hint="give the CT in HU (grey values), not a colour image")
@@ -230,10 +233,12 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
             raise InputError("unknown dose file type", patient=patient, path=p,
                              hint="give a DICOM RTDOSE or a .nrrd/.nii/.nii.gz/.mha/.mhd dose in Gy or cGy")
         image, details = dicomrt.read_rtdose(p, unit=unit, patient=patient)
-        _check_dose_values(image, patient, p)
+        check_direction(image.GetDirection(), "dose", patient, p)
+        _check_dose_values(image, patient, p, f"DoseUnits {details.get('original_units') or 'not given'}")
         return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)
 
     image = _read_sitk(p, "dose", patient, working_bytes=8)  # converted through float64
+    check_direction(image.GetDirection(), "dose", patient, p)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError("the dose has several components per voxel; a scalar image is needed",
                          patient=patient, path=p, hint="give the dose grid in Gy or cGy, not a colour picture "
@@ -248,7 +253,8 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
                          patient=patient, path=p, hint="drop --dose-unit or correct the file")
     dose = sitk.Cast(image, sitk.sitkFloat64) * dicomrt.UNIT_TO_GY[used.upper()]
     dose = sitk.Cast(dose, sitk.sitkFloat32)
-    _check_dose_values(dose, patient, p)
+    _check_dose_values(dose, patient, p, f"read as {used} from the "
+                       + ("--dose-unit option" if unit is not None else f"header key {key}"))
     values = sitk.GetArrayViewFromImage(dose)
     details = {"format": p.suffix.lstrip(".").upper(), "original_units": header_unit, "unit_used": used,
                "unit_source": "argument" if unit is not None else f"header key {key}",
@@ -257,10 +263,13 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
     return LoadedImage(dose, str(p), None, details)
 
 
-def _check_dose_values(dose: sitk.Image, patient, path) -> None:
-    """A dose must be finite and somewhere above 0 Gy: otherwise no isodose ROI means anything."""
+def _check_dose_values(dose: sitk.Image, patient, path, unit_note: str) -> None:
+    """A dose must be finite, somewhere above 0 Gy and nowhere above the plausible maximum
+    (:mod:`limits`): otherwise no isodose ROI means anything."""
     _check_finite(dose, "dose", patient, path)
-    if float(sitk.GetArrayViewFromImage(dose).max()) <= 0.0:
+    top = float(sitk.GetArrayViewFromImage(dose).max())
+    check_dose_maximum(top, unit_note, patient, path)
+    if top <= 0.0:
         raise InputError("the dose is 0 Gy everywhere", patient=patient, path=path,
                          hint="the file holds no dose (an empty plan or a failed export); export the "
                               "planned dose again")
@@ -327,6 +336,7 @@ def _read_labelmap(p: Path, image: sitk.Image, label, patient):
     if label is None:
         binary = image != 0
     else:
+        check_label_value(int(label), sitk.GetArrayViewFromImage(image).dtype, patient, p)
         binary = image == int(label)
         if not sitk.GetArrayViewFromImage(binary).any():
             present = np.unique(sitk.GetArrayViewFromImage(image))
@@ -372,6 +382,7 @@ def read_gtv(path, reference, name=None, label=None, patient=None) -> sitk.Image
         report = {"source": "RTSTRUCT", **report}
     else:
         image = _read_sitk(p, "GTV", patient)
+        check_direction(image.GetDirection(), "GTV", patient, p)
         is_segmentation = p.name.lower().endswith(".seg.nrrd") or any(
             _SEGMENT_KEY.match(k) for k in image.GetMetaDataKeys())
         if is_segmentation:

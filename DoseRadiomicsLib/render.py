@@ -103,8 +103,14 @@ def _slice_arrays(rois: SliceROIs):
 
 
 def render_slice_png(rois: SliceROIs, path, title: str = "", window=MEDIASTINAL_WINDOW, dpi: int = 110) -> Path:
-    """Draw the CT slice (level/width ``window``, mediastinal by default), the dose wash and the ROI
-    outlines to ``path``: the whole slice and a zoom on the ROIs, with a dose colour bar marking the
+    """Draw :func:`slice_png_bytes` to ``path``, atomically."""
+    from .fileio import atomic_write_bytes
+    return atomic_write_bytes(path, slice_png_bytes(rois, title=title, window=window, dpi=dpi))
+
+
+def slice_png_bytes(rois: SliceROIs, title: str = "", window=MEDIASTINAL_WINDOW, dpi: int = 110) -> bytes:
+    """The CT slice (level/width ``window``, mediastinal by default), the dose wash and the ROI
+    outlines as PNG bytes: the whole slice and a zoom on the ROIs, with a dose colour bar marking the
     isodose thresholds and the wash's transparent range."""
     import matplotlib
 
@@ -128,36 +134,34 @@ def render_slice_png(rois: SliceROIs, path, title: str = "", window=MEDIASTINAL_
     areas = ", ".join(f"{k} {v:.0f} mm²" for k, v in rois.areas_mm2().items())
     fig.suptitle(f"{title}  slice {s.index} ({s.position_mm:.1f} mm)  CT W{window[1]:g}/L{window[0]:g}\n{areas}".strip(),
                  fontsize=10)
-    path = Path(path)
-    _save(fig, path, dpi)
-    plt.close(fig)
-    return path
+    return _png_bytes(fig, dpi)
 
 
 def render_thumbnail_png(rois: SliceROIs, path, size_px: int = 200, window=MEDIASTINAL_WINDOW) -> Path:
-    """The zoom panel of ``slice.png`` alone, ``size_px`` square, for the cohort's QA sheet."""
+    """The zoom panel of ``slice.png`` alone, ``size_px`` square, for the cohort's QA sheet (written
+    atomically: a reader never sees half a picture)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .fileio import atomic_write_bytes
 
     ct, dose, masks, zoom = _slice_arrays(rois)
     dmax = float(dose.max()) or 1.0
     fig = plt.figure(figsize=(size_px / 100, size_px / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     _draw(ax, ct, dose, masks, rois.ct.GetSpacing()[:2], window, dmax, zoom, linewidth=1.2)
-    path = Path(path)
-    _save(fig, path, 100)
-    plt.close(fig)
-    return path
+    return atomic_write_bytes(Path(path), _png_bytes(fig, 100))
 
 
-def _save(fig, path: Path, dpi: int) -> None:
-    """PNG bytes written atomically (a reader never sees half a picture)."""
+def _png_bytes(fig, dpi: int) -> bytes:
+    """The figure as PNG bytes, the figure closed."""
     import io
 
-    from .fileio import atomic_write_bytes
+    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, dpi=dpi, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    plt.close(fig)
+    return buf.getvalue()

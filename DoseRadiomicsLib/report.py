@@ -410,6 +410,8 @@ def render_report(model: dict) -> str:
 
 def write_report(model_path, out_path) -> Path:
     """Load and validate a model file, write its HTML report; returns the report's path."""
+    from .fileio import check_output_file
+    check_output_file(out_path)
     model = load_model(model_path)
     try:
         text = render_report(model)
@@ -420,10 +422,8 @@ def write_report(model_path, out_path) -> Path:
         raise ModelFileError(f"the model file cannot be reported: {what}", path=model_path,
                              hint="write the model with doseradiomics train; a hand-made or "
                                   "truncated file lacks the report's sections") from None
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, text)
-    return out
+    # atomically: a kill or a full disk leaves the previous report whole
+    return atomic_write_text(out_path, text)
 
 
 def run(args) -> int:

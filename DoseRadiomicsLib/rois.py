@@ -32,6 +32,16 @@ def isodose_roi_name(gy: float) -> str:
     return f"{text}Gy-heat"
 
 
+def isodose_roi_names(isodose_gy, patient=None) -> list:
+    """The ROI names of ``isodose_gy``; thresholds that print as one name (50 and 50.0000001) are refused."""
+    names = [isodose_roi_name(t) for t in isodose_gy]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ROIError(f"isodose thresholds {list(isodose_gy)} give the same ROI name(s) {clash}", patient=patient,
+                       hint="give distinct thresholds (names print each with up to 6 significant digits)")
+    return names
+
+
 def roi_modality(name: str) -> str:
     """``"CT"`` for the GTV, ``"dose"`` for the dose-map ROIs."""
     return "CT" if name == GTV else "dose"
@@ -91,6 +101,7 @@ def make_rois(ct: sitk.Image, dose_on_ct: sitk.Image, gtv: sitk.Image, section: 
     if any(not np.isfinite(t) or t <= 0 for t in thresholds):
         raise ROIError(f"isodose thresholds must be positive doses in Gy, got {list(thresholds)}",
                        patient=patient)
+    isodose_roi_names(thresholds, patient)
     ct_slice = extract_slice(ct, section)
     dose_slice = sitk.Cast(extract_slice(dose_on_ct, section), sitk.sitkFloat32)
     gtv_arr = sitk.GetArrayFromImage(extract_slice(gtv, section)) != 0
@@ -118,6 +129,12 @@ def make_rois(ct: sitk.Image, dose_on_ct: sitk.Image, gtv: sitk.Image, section: 
                            f"{float(dose_arr.max()):.2f} Gy, in the GTV {gtv_max:.2f} Gy)",
                            patient=patient,
                            hint="check the dose units and alignment, or choose a lower --isodose")
+        if n == arr.size:
+            raise ROIError(f"ROI {name} covers the whole slice {section.index} ({n} pixels): there is no "
+                           "outside to tell it from", patient=patient,
+                           hint="the GTV mask is inverted or its label wrong" if name in (GTV, GTV_HEAT) else
+                           "the whole slice reaches the isodose: choose a higher --isodose, or a CT "
+                           "whose field of view extends beyond it")
         if n < min_pixels:
             raise ROIError(f"ROI {name} has {n} pixel(s) on slice {section.index}, fewer than the "
                            f"{min_pixels} pyradiomics needs for meaningful texture features",

@@ -33,7 +33,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy.special import erf, expit
 
-from .errors import InputError
+from .errors import InputError, OutputError
+from .fileio import atomic_output_path, atomic_write_files, check_output_folder, ensure_folder
 
 # --- geometry -------------------------------------------------------------------------------------
 CT_SHAPE_XYZ = (96, 96, 20)          # voxels; a crop of the chest around the tumour
@@ -397,7 +398,7 @@ def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True,
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and images:
-        (out / "images").mkdir(parents=True, exist_ok=True)
+        ensure_folder(out / "images")
     rows, truth = [], []
     for i, pid in enumerate(_patient_ids(n)):
         p = draw_patient(seed, i, centres)
@@ -405,9 +406,9 @@ def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True,
         if out is not None and images:
             ct, dose, gtv = make_images(p, seed, i)
             folder = out / "images" / pid
-            folder.mkdir(exist_ok=True)
             for name, img in (("ct", ct), ("dose", dose), ("gtv", gtv)):
-                sitk.WriteImage(img, str(folder / f"{name}.nrrd"), useCompression=True)
+                with atomic_output_path(folder / f"{name}.nrrd") as tmp:
+                    sitk.WriteImage(img, str(tmp), useCompression=True)
         row = {"patient_id": pid, **rel, "gtv_label": 1, "dose_unit": "Gy"}
         row.update({k: p[k] for k in MANIFEST_COLUMNS if k in p})
         rows.append(row)
@@ -421,12 +422,13 @@ def generate_cohort(n: int, seed: int, out_dir=None, images: bool = True,
     ground_truth = pd.DataFrame(truth)
     cohort = SynthCohort(manifest, ground_truth, out, 0.0)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        # the manifest last, in one group with the truth: a cohort cut short has no manifest
+        files = {out / "ground_truth.csv": ground_truth.to_csv(index=False, lineterminator="\n",
+                                                               float_format="%.6g"),
+                 out / "README.md": _readme(n, seed, cohort, centres)}
         if images:
-            manifest.to_csv(out / "manifest.csv", index=False, lineterminator="\n")
-        ground_truth.to_csv(out / "ground_truth.csv", index=False, lineterminator="\n",
-                            float_format="%.6g")
-        (out / "README.md").write_text(_readme(n, seed, cohort, centres), encoding="utf-8")
+            files[out / "manifest.csv"] = manifest.to_csv(index=False, lineterminator="\n")
+        atomic_write_files(files)
     cohort.seconds = time.perf_counter() - t0
     return cohort
 
@@ -532,6 +534,9 @@ def register_cli(subparsers) -> None:
                         "gain exp(0.4), dose factor 1.03 for the first centre; 0 = none); see README.md")
     p.add_argument("--centre-names", metavar="A,B,...",
                    help="comma-separated names of the --centres K centres (e.g. X for one external centre)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty (its manifest, truth, README and images "
+                        "of the same patient ids are replaced)")
     p.add_argument("--no-images", action="store_true",
                    help="write only ground_truth.csv and README.md (clinical data and truth), no images")
     p.set_defaults(func=run)
@@ -539,9 +544,11 @@ def register_cli(subparsers) -> None:
 
 def run(args) -> int:
     """Run ``synth`` from parsed arguments."""
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError("the output path exists and is not a folder", path=out)
+    out = check_output_folder(args.out)
+    if out.is_dir() and not args.force and any(out.iterdir()):
+        raise OutputError(f"the output folder is not empty ({sum(1 for _ in out.iterdir())} entries); "
+                          "synth would replace its manifest, truth and images", path=args.out,
+                          hint="choose an empty or new folder, or add --force to replace them")
     centres = None
     if args.centres is not None:
         names = args.centre_names.split(",") if args.centre_names else None

@@ -1007,6 +1007,13 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
         raise DataError("the split leaves one cohort empty", hint="check the split column")
     y_tr = y_all[train].to_numpy()
     _check_events(y_tr, "training cohort")
+    y_va = y_all[~train].to_numpy()
+    if len(np.unique(y_va)) < 2:   # no AUC, sensitivity or specificity: refuse before any fit or file
+        only = "resistant" if y_va[0] == 1 else "sensitive"
+        raise DataError(f"the validation cohort has only {only} patients ({len(y_va)}): AUC, sensitivity "
+                        "and specificity cannot be computed there",
+                        hint="give the split column patients of both outcomes in validation, or drop it "
+                             "for a stratified random 7:3 split")
 
     combat = None
     if harmonise == "combat":
@@ -1029,7 +1036,7 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     clinical_columns = [c for c in getattr(manifest, "clinical_columns", []) if c in df.columns]
     fitted = fit_pipeline(X.loc[train], df.loc[train], y_tr, clinical_columns, options, seed)
     models, selection, coding = fitted["models"], fitted["selection"], fitted["coding"]
-    independent, usable = fitted["independent"], fitted["usable"]
+    usable = fitted["usable"]
     clinical_analysis = fitted["clinical_analysis"]
     dropped_nonfinite, dropped_constant = fitted["dropped_nonfinite"], fitted["dropped_constant"]
     notes += fitted["notes"]
@@ -1200,8 +1207,13 @@ def read_features(path) -> pd.DataFrame:
                         hint="run doseradiomics cohort-extract first and pass its features.csv")
     try:
         return pd.read_csv(path, dtype={"patient_id": str, "settings_hash": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"cannot read the features table: {exc}", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"the features table is not UTF-8 text (byte {exc.start})", path=path,
+                        hint="a features table is a UTF-8 CSV (a BOM and CRLF line ends are fine), as "
+                             "cohort-extract writes it; re-save it as 'CSV UTF-8'") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise DataError(f"cannot read the features table as CSV: {exc}", path=path,
+                        hint="give the features.csv that extract or cohort-extract wrote") from None
 
 
 def read_ground_truth(path) -> pd.Series:
@@ -1280,8 +1292,12 @@ def format_internal_validation(trained: TrainedModels) -> list:
 
 def run(args) -> int:
     """``doseradiomics train``."""
+    from .fileio import atomic_write_text, check_output_file
     from .manifest import read_manifest
     from .modelfile import save_model
+    for out in (args.out, args.predictions):   # before the fitting, not after it
+        if out:
+            check_output_file(out)
     features = read_features(args.features)
     manifest = read_manifest(args.manifest)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
@@ -1297,6 +1313,7 @@ def run(args) -> int:
                            ttest=args.ttest, mannwhitney_exact=args.mannwhitney_exact, penalised=args.penalised,
                            bootstrap=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
                            loco=args.loco == "auto", workers=args.workers)
+    auc_table = format_auc_table(trained)   # every step checked before the model file is written
     save_model(trained, args.out)
     c = trained.cohort
     print(f"cohort: {c['n']} patients ({c['events']} resistant); training {c['train']['n']} "
@@ -1304,7 +1321,7 @@ def run(args) -> int:
     for name in MODEL_NAMES:
         m = trained.models[name]
         print(f"{name}: {len(m['features'])} input(s)")
-    print(format_auc_table(trained))
+    print(auc_table)
     print(f"risk cut-off (combined model, Youden on training): {trained.cutoff:.3f}")
     for line in format_internal_validation(trained):
         print(line)
@@ -1326,7 +1343,7 @@ def run(args) -> int:
     for warning in trained.warnings:
         print(f"warning: {warning}")
     if args.predictions:
-        trained.patients.to_csv(args.predictions, index_label="patient_id")
+        atomic_write_text(args.predictions, trained.patients.to_csv(index_label="patient_id"))
         print(f"per-patient probabilities: {args.predictions}")
     print(f"model written to {args.out}")
     return 0

@@ -20,7 +20,8 @@ if ! $BIN/doseradiomics --help | grep -q cohort-extract; then
 fi
 
 echo "== 2/4 synthetic cohort of 220 patients -> $OUT/cohort"
-$BIN/doseradiomics synth --n 220 --seed 2025 --out "$OUT/cohort"
+# --force: the demo folder is the demo's own; a rerun rewrites the same bytes
+$BIN/doseradiomics synth --n 220 --seed 2025 --out "$OUT/cohort" --force
 
 echo "== 3/4 cohort extraction (2 workers) -> $OUT/features"
 $BIN/doseradiomics cohort-extract --manifest "$OUT/cohort/manifest.csv" --out "$OUT/features" --workers 2
