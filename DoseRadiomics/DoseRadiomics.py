@@ -1567,7 +1567,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         """The library's SliceROIs from the (possibly edited) ROI segments on their recorded slice."""
         from collections import OrderedDict
         import SimpleITK as sitk
-        from DoseRadiomicsLib import crosssection, mrml_bridge, rois
+        from DoseRadiomicsLib import crosssection, mrml_bridge, orientation, rois
         from DoseRadiomicsLib.errors import ROIError
         if roiSegmentationNode is None or roiSegmentationNode.GetAttribute(self.ATTR_INDEX) is None:
             raise ROIError("no dose ROIs: the segmentation was not made by 'Make dose ROIs'",
@@ -1595,7 +1595,12 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                 raise ROIError(f"ROI {name} is empty on slice {index}",
                                hint="paint it on the cross-section slice, or make the dose ROIs again")
             masks[name] = one
-        return rois.SliceROIs(section=section, ct=base.ct, dose=base.dose, masks=masks, isodose_gy=isodose)
+        # One patient orientation, as the command line cuts the slice (orientation.py): the same anatomy
+        # stored head-first or feet-first, supine or prone gives the same features. The ROI segments stay
+        # in the CT's own geometry for display; only the arrays handed to pyradiomics are reoriented.
+        ct1, dose1 = orientation.canonical_images(base.ct, base.dose)
+        masks = OrderedDict((name, orientation.to_canonical(m)) for name, m in masks.items())
+        return rois.SliceROIs(section=section, ct=ct1, dose=dose1, masks=masks, isodose_gy=isodose)
 
     def roiAreas(self, roiSegmentationNode, ctNode) -> dict:
         """Area (mm²) of each ROI segment on the cross-section slice, measured as the library does."""

@@ -118,6 +118,25 @@ def test_feature_table_holds_the_librarys_features(workflow):
     assert workflow.features["GTV__original_firstorder_Mean"] == pytest.approx(float(ct[gtv].mean()), rel=1e-9)
 
 
+def test_the_same_anatomy_stored_head_first_prone_gives_the_same_features(workflow):
+    """The CT and dose stored with rows and columns reversed (as head-first prone, or another scanner's
+    row order): the Logic puts the slice in the patient's orientation as the command line does, so the
+    features describe the anatomy, not the storage (without it, every wavelet sub-band differs)."""
+    from DoseRadiomicsLib import mrml_bridge
+    logic, case = workflow.logic, workflow.case
+    stored = {}
+    for key in ("ct", "dose"):
+        image = sitk.DICOMOrient(mrml_bridge.image_from_volume_node(case[key]), "RAS")  # same physical space
+        stored[key] = mrml_bridge.volume_node_from_image(image, f"{key} stored RAS")
+    assert np.allclose(np.asarray(stored["ct"].GetSpacing()), np.asarray(case["ct"].GetSpacing()))
+    aligned = logic.alignDose(stored["ct"], stored["dose"], case["gtvSegmentation"], case["gtvSegmentId"])
+    roiNode = logic.makeDoseROIs(stored["ct"], aligned, case["gtvSegmentation"], case["gtvSegmentId"],
+                                 isodoseGy=(50.0,))
+    _, features = logic.extractFeatures(stored["ct"], aligned, roiNode)
+    assert list(features) == list(workflow.features)
+    np.testing.assert_allclose(list(features.values()), list(workflow.features.values()), rtol=1e-6, atol=1e-9)
+
+
 def test_edited_roi_segment_changes_the_extracted_roi(workflow):
     """An edit in the Segment Editor (here: a labelmap written into the segment) is what gets extracted."""
     import slicer
