@@ -397,6 +397,33 @@ def pin_threads() -> None:
         pass
 
 
+@contextmanager
+def _one_thread_here():
+    """This process on one thread while it extracts, as a pool worker is (:func:`pin_threads`), restored
+    afterwards: a multi-threaded BLAS gives other last digits in some features (glcm MCC's eigenvalues,
+    seen with numpy 1.26's OpenBLAS), and the run's bytes must not depend on the number of workers."""
+    import SimpleITK as sitk
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+        else:
+            with threadpool_limits(1):
+                yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
+def _serial_results(todo: list, options, settings_hash: str, out: Path):
+    """The patients extracted one after another in this process (one thread, as a worker)."""
+    with _one_thread_here():
+        for p in todo:
+            yield _extract_one(p, options, settings_hash, str(out))
+
+
 def worker_threads() -> dict:
     """What a worker runs with: the thread variables, SimpleITK's thread count and the BLAS/OpenMP pools."""
     import SimpleITK as sitk
@@ -672,7 +699,7 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
             results = dask_results(todo, options, settings_hash, out, scheduler=scheduler,
                                    local_workers=local_cluster, say=say)
         elif workers == 1 or len(todo) <= 1:
-            results = (_extract_one(p, options, settings_hash, str(out)) for p in todo)
+            results = _serial_results(todo, options, settings_hash, out)
         else:
             results = _pool_results(todo, options, settings_hash, out, workers)
         try:
