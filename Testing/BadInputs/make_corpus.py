@@ -388,7 +388,7 @@ def _patient_cases(root: Path, tiny: dict, dicom: dict) -> list[Case]:
         _truncate(files[len(files) // 2], files[len(files) // 2], 0.5)
 
     folder = ct_copy("ct_truncated_slice", truncate_middle)
-    patient("dicom_ct_truncated_slice", "ct", "InputError", "cannot be decoded|not a readable DICOM",
+    patient("dicom_ct_truncated_slice", "ct", "InputError", "is truncated|cannot be decoded|not a readable DICOM",
             dicom=True, ct=folder)
 
     def garbage_all(out, files):
