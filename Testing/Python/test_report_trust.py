@@ -114,7 +114,13 @@ def test_tripod_ai_checklist_covers_every_item(demo):
         assert topic and where
         numbers.add(int(re.match(r"\d+", item).group()))
     assert numbers == set(range(1, 28))  # TRIPOD+AI has 27 items
+    # centre heterogeneity: reported where leave-one-centre-out ran (the demo's centres), not done without it
     by = {i[0]: i for i in items}
+    ran = bool((demo.get("internal_validation") or {}).get("leave_one_centre_out"))
+    assert (by["12d"][2], by["23b"][2]) == (("reported",) * 2 if ran else ("not done",) * 2)
+    none = copy.deepcopy(demo)
+    none["internal_validation"] = None
+    by = {i[0]: i for i in tripod_ai_items(none)}
     assert by["12d"][2] == "not done" and by["23b"][2] == "not done"
     h = copy.deepcopy(demo)
     h["harmonisation"] = {"method": "combat", "centres": ["A", "B"]}
