@@ -22,6 +22,8 @@ from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from make_rt_fixtures import save_dicom_file  # pydicom 3 and 2.x (Slicer <= 5.10)
+
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RTSTRUCT_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 RTDOSE_STORAGE = "1.2.840.10008.5.1.4.1.1.481.2"
@@ -160,7 +162,7 @@ class Export:
             ds.RescaleIntercept, ds.RescaleSlope = 0.0, 1.0
             pixels = self.p["ct"][k][:: -1 if col[1] < 0 else 1, :: -1 if row[0] < 0 else 1]
             ds.PixelData = np.ascontiguousarray(pixels).astype("<i2").tobytes()
-            ds.save_as(path, enforce_file_format=True)
+            save_dicom_file(ds, path)
             paths.append(path)
         return paths
 
@@ -177,7 +179,7 @@ class Export:
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.PixelData = np.zeros((64, 64), "<i2").tobytes()
-        ds.save_as(path, enforce_file_format=True)
+        save_dicom_file(ds, path)
         return path
 
     def write_rtstruct(self, path, masks=None, label="RS plan", frame=None) -> Path:
@@ -231,7 +233,7 @@ class Export:
         ds.StructureSetROISequence = Sequence(rois)
         ds.ROIContourSequence = Sequence(contours)
         ds.RTROIObservationsSequence = Sequence(observations)
-        ds.save_as(path, enforce_file_format=True)
+        save_dicom_file(ds, path)
         return path
 
     def write_rtdose(self, path, stored=None, summation=None, frame=None, patient_id=None, plan_uid=None) -> Path:
@@ -265,7 +267,7 @@ class Export:
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
         ds.FrameIncrementPointer = 0x3004000C
         ds.PixelData = values.astype("<u4").tobytes()
-        ds.save_as(path, enforce_file_format=True)
+        save_dicom_file(ds, path)
         return path
 
     def write_rtplan(self, path) -> Path:
@@ -274,7 +276,7 @@ class Export:
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = self.plan_uid
         ds.FrameOfReferenceUID = self.frame
         ds.RTPlanLabel = "H&N 70Gy"
-        ds.save_as(path, enforce_file_format=True)
+        save_dicom_file(ds, path)
         return path
 
     def write(self, folder, layout="eclipse") -> Path:
@@ -311,5 +313,5 @@ def copy_dataset(src, dst, **changes) -> Path:
     for k, v in changes.items():
         setattr(ds, k, v)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.save_as(dst, enforce_file_format=True)
+    save_dicom_file(ds, dst)
     return Path(dst)
