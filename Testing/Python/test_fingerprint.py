@@ -154,7 +154,8 @@ def test_changed_computation_is_refused_naming_features_and_versions(demo_model,
     msg = str(err.value)
     assert "\n" not in msg and str(DEMO_MODEL) in msg
     assert "reference features differently" in msg and names in msg
-    assert "the library versions are the same" in msg          # same versions: a library was patched
+    # same versions: a library was patched; another environment (a Slicer-matched one): the versions named
+    assert ("the library versions are the same" in msg) or ("versions that differ: " in msg)
     assert "retrain" in msg
 
 
@@ -162,8 +163,8 @@ def test_refusal_names_versions_then_and_now(demo_model, monkeypatch):
     _glcm_contrast_plus_one_percent(monkeypatch)
     model = json.loads(json.dumps(demo_model))
     model["checksum"] = None
-    model["extraction"]["fingerprint"]["library_versions"]["numpy"] = "1.26.4"
-    with pytest.raises(ModelFileError, match=r"versions that differ: numpy 1\.26\.4 -> " + np.__version__):
+    model["extraction"]["fingerprint"]["library_versions"]["numpy"] = "0.0.1"   # no environment has it
+    with pytest.raises(ModelFileError, match=r"versions that differ: .*numpy 0\.0\.1 -> " + np.__version__):
         fingerprint.check_model(model)
 
 

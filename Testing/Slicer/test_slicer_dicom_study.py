@@ -10,11 +10,17 @@ scene before it, where a first-node guess would take them.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 import dicom_study_scene as dss
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Python"))
+from make_rt_fixtures import save_dicom_file  # noqa: E402  (pydicom 3 and 2.x: Slicer <= 5.10)
 
 A = dss.Study("PAT-A", "Patient^A", "1.2.826.0.1.3680043.10.543.1", "1.2.826.0.1.3680043.10.543.1.9")
 B = dss.Study("PAT-B", "Patient^B", "1.2.826.0.1.3680043.10.543.2", "1.2.826.0.1.3680043.10.543.2.9")
@@ -239,7 +245,7 @@ def _rtdose_file(path, sop_uid, frame_uid):
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.481.2", sop_uid, "RTDOSE"
     ds.FrameOfReferenceUID = frame_uid
-    ds.save_as(path, enforce_file_format=True)
+    save_dicom_file(ds, path)
     return path
 
 
