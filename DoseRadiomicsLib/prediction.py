@@ -18,7 +18,6 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 
 from .errors import InputError, ModelFileError
 from .modelfile import MODEL_NAMES, load_model

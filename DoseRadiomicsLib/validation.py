@@ -18,7 +18,6 @@ from :mod:`report`'s pieces) and ``predictions.csv`` (each patient's probabiliti
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
