@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "DoseRadiomicsLib.manifest_builder",  # manifest
     "DoseRadiomicsLib.synth",       # synth
     "DoseRadiomicsLib.cohort",      # cohort-extract
+    "DoseRadiomicsLib.robustness",  # robustness
     "DoseRadiomicsLib.training",    # train
     "DoseRadiomicsLib.prediction",  # predict
     "DoseRadiomicsLib.report",      # report

@@ -417,11 +417,16 @@ def _one_thread_here():
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
-def _serial_results(todo: list, options, settings_hash: str, out: Path):
-    """The patients extracted one after another in this process (one thread, as a worker)."""
+def _serial_results(todo: list, options, settings_hash: str, out: Path, task=None):
+    """The patients extracted one after another in this process (one thread, as a worker).
+
+    ``task`` (default :func:`_extract_one`): the per-patient step, ``task(item, options, settings_hash,
+    out_dir) -> result dict``; every engine takes it, so other per-patient jobs (``robustness``) run
+    on the same engines."""
+    task = task or _extract_one
     with _one_thread_here():
         for p in todo:
-            yield _extract_one(p, options, settings_hash, str(out))
+            yield task(p, options, settings_hash, str(out))
 
 
 def worker_threads() -> dict:
@@ -556,7 +561,7 @@ def worker_pool(workers: int, options=None) -> cf.ProcessPoolExecutor:
                                       initargs=(options,))
 
 
-def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: int):
+def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: int, task=None):
     """Each patient's result dict from a pool of spawned, single-threaded worker processes.
 
     A worker that dies (killed, out of memory) breaks the whole pool and every unfinished patient's
@@ -564,6 +569,7 @@ def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: i
     patients resubmitted; after a second break the rest run one at a time, where a break names
     exactly the patient that caused it.
     """
+    task = task or _extract_one
     pending = {p.patient_id: p for p in todo}
     breaks = 0
     while pending:
@@ -571,7 +577,7 @@ def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: i
         broke = False
         try:
             if breaks < 2:
-                futures = {pool.submit(_extract_one, p, options, settings_hash, str(out)): p
+                futures = {pool.submit(task, p, options, settings_hash, str(out)): p
                            for p in pending.values()}
                 for fut in cf.as_completed(futures):
                     try:
@@ -586,7 +592,7 @@ def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: i
                 while pending and not broke:
                     p = next(iter(pending.values()))
                     try:
-                        result = pool.submit(_extract_one, p, options, settings_hash, str(out)).result()
+                        result = pool.submit(task, p, options, settings_hash, str(out)).result()
                     except cf.process.BrokenProcessPool as exc:
                         result, broke = _worker_died(p.patient_id, exc), True
                     pending.pop(p.patient_id)

@@ -75,8 +75,8 @@ def _client(scheduler: str | None, local_workers: int | None, say):
 
 
 def dask_results(todo: list, options, settings_hash: str, out: Path, scheduler: str | None = None,
-                 local_workers: int | None = None, say=lambda _m: None):
-    """Each patient's result dict (as :func:`cohort._extract_one` returns it), as patients finish.
+                 local_workers: int | None = None, say=lambda _m: None, task=None):
+    """Each patient's result dict (as :func:`cohort._extract_one`, or ``task``, returns it), as patients finish.
 
     A generator: closing it (or an error in the caller) cancels what is left and shuts down the
     cluster it started.
@@ -86,6 +86,7 @@ def dask_results(todo: list, options, settings_hash: str, out: Path, scheduler: 
 
     from .cohort import _extract_one, _worker_died
 
+    task = task or _extract_one
     client, cluster = _client(scheduler, local_workers, say)
     futures = {}
     try:
@@ -94,7 +95,7 @@ def dask_results(todo: list, options, settings_hash: str, out: Path, scheduler: 
         # never be handed each other's results
         run = uuid.uuid4().hex
         for p in todo:
-            fut = client.submit(_extract_one, p, options, settings_hash, str(out), pure=False,
+            fut = client.submit(task, p, options, settings_hash, str(out), pure=False,
                                 key=f"doseradiomics-{run}-{settings_hash}-{p.patient_id}", retries=0)
             futures[fut.key] = (fut, p)
         for fut in as_completed([f for f, _ in futures.values()]):
