@@ -280,6 +280,27 @@ def _feature_tables(model: dict) -> str:
     return "".join(out)
 
 
+def _robustness(model: dict) -> str:
+    """The ICC screen (train --robustness/--min-icc): what it removed, the ICC of every selected feature."""
+    r = model.get("robustness")
+    if not r:
+        return ""
+    form = e(r.get("icc_form"))
+    if r.get("min_icc") is not None:
+        by_roi = ", ".join(f"{e(k)} {e(v)}" for k, v in sorted((r.get("removed_by_roi") or {}).items()))
+        head = (f"<p>Features with {form} below {num(r['min_icc'], 2)} (or undefined) were removed before the "
+                f"univariate filter: {e(r.get('n_removed'))} of {e(r.get('n_features'))}"
+                + (f" ({by_roi})" if by_roi else "") + f"; robustness file <code>{e(r.get('file'))}</code>, "
+                f"settings {e(r.get('settings_hash'))}.</p>")
+    else:
+        head = (f"<p>No robustness screen (no --min-icc); the {form} of the selected features from "
+                f"<code>{e(r.get('file'))}</code>.</p>")
+    rows = [[e(name), f"<code>{e(f)}</code>", num(v)] for name, feats in (r.get("selected") or {}).items()
+            for f, v in feats.items()]
+    return ("<h3>Robustness of the selected features (ICC under perturbations)</h3>" + head
+            + (table(["Model", "Feature", form], rows, numeric=(2,)) if rows else "<p>No feature selected.</p>"))
+
+
 def _equations(model: dict) -> str:
     out = []
     for name in MODEL_NAMES:
@@ -362,7 +383,7 @@ def render_report(model: dict) -> str:
         "<h2>Methods (TRIPOD)</h2>", _methods(model),
         "<h2>Cohort</h2>", _cohort_table(model),
         "<h3>Encoding of the clinical variables</h3>", _coding_table(model),
-        "<h2>Selected features and models</h2>", _feature_tables(model),
+        "<h2>Selected features and models</h2>", _feature_tables(model), _robustness(model),
         "<h2>Model equations</h2>", _equations(model),
         "<h2>Discrimination, classification and calibration</h2>", _auc_table(model),
         "<p>Cut-offs are each model's Youden cut-off in the training cohort, applied unchanged to the "

@@ -654,7 +654,10 @@ def icc_screen(columns, settings_hash, robustness: pd.DataFrame, min_icc: float 
     ICC is at least ``min_icc`` (an undefined ICC, or a column the file does not hold, is removed);
     without, all of them (the ICCs are still reported). A file of other settings is refused."""
     file_hash = str(robustness["settings_hash"].iloc[0])
-    if settings_hash is not None and file_hash != str(settings_hash):
+    if settings_hash is None:
+        raise DataError("the features table has no settings_hash column: the robustness file cannot be "
+                        "matched to it", path=path, hint="give the features.csv that cohort-extract wrote")
+    if file_hash != str(settings_hash):
         raise DataError(f"the robustness file was computed for settings {file_hash}, the features are "
                         f"settings {settings_hash}", path=path,
                         hint="run doseradiomics robustness on this cohort's cohort-extract folder")
@@ -724,3 +727,17 @@ def run(args) -> int:
                    perturbations=args.perturbations, seed=args.seed, workers=args.workers,
                    scheduler=args.scheduler, local_cluster=args.local_cluster, progress=not args.quiet)
     return 0
+
+
+def format_screen(entry: dict) -> list:
+    """Console lines of a model's ``robustness`` block (what ``train`` prints)."""
+    lines = []
+    if entry.get("min_icc") is not None:
+        by_roi = ", ".join(f"{k} {v}" for k, v in sorted(entry.get("removed_by_roi", {}).items()))
+        lines.append(f"robustness screen ({entry['icc_form']} >= {entry['min_icc']:g}): {entry['n_removed']} of "
+                     f"{entry['n_features']} features removed" + (f" ({by_roi})" if by_roi else "")
+                     + (f", {entry['n_undefined_icc']} of them with an undefined ICC" if entry.get("n_undefined_icc") else ""))
+    for name, feats in entry.get("selected", {}).items():
+        text = ", ".join(f"{f} {'n/a' if v is None else f'{v:.3f}'}" for f, v in feats.items())
+        lines.append(f"  {entry['icc_form']} of {name}'s features: {text}")
+    return lines

@@ -283,6 +283,7 @@ class TrainedModels:
     harmonisation: dict | None = None
     warnings: list = field(default_factory=list)
     internal_validation: dict | None = None
+    robustness: dict | None = None   # the ICC screen (robustness.icc_screen), with --robustness
 
     def auc_table(self) -> pd.DataFrame:
         """One row per model and cohort: AUC, DeLong 95% CI, accuracy, sensitivity, specificity."""
@@ -302,6 +303,8 @@ class TrainedModels:
         """The model file's content (without schema header and checksum)."""
         from .fileio import jsonable
         extra = {"harmonisation": self.harmonisation} if self.harmonisation else {}
+        if self.robustness:
+            extra["robustness"] = self.robustness
         return jsonable({
             "models": self.models,
             "model_order": list(MODEL_NAMES),
@@ -961,7 +964,8 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                  repeated_splits: int = REPEATED_SPLITS, fingerprint="compute", harmonise: str | None = None,
                  harmonise_covariates=(), harmonise_unknown_centre: str = "refuse", *, ttest: str = "student",
                  mannwhitney_exact: str = "paper", penalised: str = "none", bootstrap: int = 0,
-                 bootstrap_seed: int | None = None, loco: bool = True, workers: int = 1) -> TrainedModels:
+                 bootstrap_seed: int | None = None, loco: bool = True, workers: int = 1,
+                 robustness: tuple | None = None) -> TrainedModels:
     """Fit the paper's six models on the training cohort and evaluate them in both cohorts.
 
     ``features``: the cohort's features table (``patient_id`` column or index, ``settings_hash``,
@@ -983,6 +987,9 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     ``internal_validation["bootstrap"]``; ``loco``: leave-one-centre-out validation when the manifest
     has a ``centre`` column with at least two centres (``internal_validation["leave_one_centre_out"]``);
     ``workers``: processes for the resampling (results do not depend on it).
+    ``robustness``: ``(robustness.csv table, min_icc or None, path)``: with ``min_icc``, only features
+    whose ICC is at least ``min_icc`` enter the method (before the univariate filter, in every
+    resampling too); the model file's ``robustness`` block holds the ICC of every selected feature.
     Raises DataError when the data cannot support the analysis.
     """
     from .environment import library_versions
@@ -992,6 +999,18 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                             mannwhitney_exact=mannwhitney_exact, penalised=penalised,
                             roi_models=tuple(roi_models.items())).check()
     X, df, settings_hash, notes = _prepare(features, manifest)
+    icc_summary = None
+    if robustness is not None:
+        # an outcome-blind screen, so applied once to the whole table, before anything is fitted
+        from .robustness import icc_screen
+        kept, icc_summary = icc_screen(X.columns, settings_hash, robustness[0], robustness[1], robustness[2])
+        if robustness[1] is not None:
+            if not kept:
+                raise DataError(f"no feature has ICC >= {robustness[1]}", path=robustness[2],
+                                hint="lower --min-icc, or check the robustness file is this cohort's")
+            X = X[kept]
+            notes.append(f"robustness screen: {icc_summary['n_removed']} of {icc_summary['n_features']} features "
+                         f"removed with {icc_summary['icc_form']} below {robustness[1]} (or undefined)")
     y_all = df["outcome"].astype(int)
     _check_events(y_all.to_numpy(), "cohort")
 
@@ -1176,7 +1195,18 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                   "bootstrap": int(bootstrap or 0),
                   "bootstrap_seed": (seed if bootstrap_seed is None else int(bootstrap_seed)) if bootstrap else None},
         library_versions=library_versions(), notes=notes, ground_truth=gt, patients=patients,
-        warnings=warnings_, internal_validation=internal or None, harmonisation=harmonisation)
+        warnings=warnings_, internal_validation=internal or None, harmonisation=harmonisation,
+        robustness=_robustness_entry(icc_summary, models))
+
+
+def _robustness_entry(summary, models):
+    """The screen's summary for the model file: the ICC of each selected feature, not of all of them."""
+    if summary is None:
+        return None
+    from .robustness import selected_iccs
+    entry = {k: v for k, v in summary.items() if k != "icc"}
+    entry["selected"] = selected_iccs(summary, {n: models[n] for n in ("RM_GTV", "DM_GTV", "DM_50Gy")})
+    return entry
 
 
 def _fingerprint(fingerprint, extraction_options):
@@ -1301,6 +1331,12 @@ def run(args) -> int:
     features = read_features(args.features)
     manifest = read_manifest(args.manifest)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
+    screen = None
+    if getattr(args, "min_icc", None) is not None and not getattr(args, "robustness", None):
+        raise DataError("--min-icc needs --robustness FILE (the robustness.csv of doseradiomics robustness)")
+    if getattr(args, "robustness", None):
+        from .robustness import read_robustness
+        screen = (read_robustness(args.robustness), args.min_icc, args.robustness)
     # The fingerprint of the installation that extracted the features (cohort.json), else this one's.
     options, fingerprint = _find_extraction_record(args.features)
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
@@ -1312,7 +1348,7 @@ def run(args) -> int:
                            harmonise_unknown_centre=getattr(args, "harmonise_unknown_centre", "refuse"),
                            ttest=args.ttest, mannwhitney_exact=args.mannwhitney_exact, penalised=args.penalised,
                            bootstrap=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
-                           loco=args.loco == "auto", workers=args.workers)
+                           loco=args.loco == "auto", workers=args.workers, robustness=screen)
     auc_table = format_auc_table(trained)   # every step checked before the model file is written
     save_model(trained, args.out)
     c = trained.cohort
@@ -1325,6 +1361,10 @@ def run(args) -> int:
     print(f"risk cut-off (combined model, Youden on training): {trained.cutoff:.3f}")
     for line in format_internal_validation(trained):
         print(line)
+    if trained.robustness:
+        from .robustness import format_screen
+        for line in format_screen(trained.robustness):
+            print(line)
     if trained.ground_truth:
         g = trained.ground_truth
         print(f"validation AUC: combined {g['combined_auc']:.3f} vs oracle (true probabilities) "
@@ -1397,4 +1437,8 @@ def register_cli(subparsers) -> None:
     p.add_argument("--harmonise-unknown-centre", choices=("refuse", "unadjusted"), default="refuse",
                    help="a patient of a centre not in training: refuse it (default), or use its features "
                         "unadjusted (with a warning)")
+    p.add_argument("--robustness", metavar="CSV", help="robustness.csv of doseradiomics robustness on this "
+                   "cohort: the ICC of every selected feature is reported (and, with --min-icc, screened)")
+    p.add_argument("--min-icc", type=float, metavar="ICC", help="keep only features whose ICC(3,1) in --robustness "
+                   "is at least this (e.g. 0.75) before the univariate filter; undefined ICCs are removed")
     p.set_defaults(func=run)
