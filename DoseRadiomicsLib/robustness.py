@@ -497,7 +497,7 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
                    progress: bool = True) -> RobustnessResult:
     """See the module docstring. ``seed`` draws the sample and seeds the CT noise."""
     from .cohort import (_folder_lock, _pool_results, _read_failures, _read_patient_json, _serial_results,
-                         _unchanged, _write_failures, patient_features)
+                         _unchanged, _write_failures)
     from .cohort import patient_json_path as cohort_json
     from .fileio import atomic_write_text, check_output_folder, ensure_folder
     from .fingerprint import digest
@@ -518,15 +518,15 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
     compatibility = digest(options)
     by_id = {p.patient_id: p for p in manifest.patients()}
     available = []
-    references = {}
+    input_fingerprints = {}     # only these are kept: a cohort's stored values are read back for the sample
     for pid, p in by_id.items():
         doc = _read_patient_json(cohort_json(features_dir, pid))
         if doc and _unchanged(doc, p, settings_hash, features_dir, compatibility):
             available.append(pid)
-            references[pid] = doc
+            input_fingerprints[pid] = doc["fingerprint"]
     ids, how = choose_sample(available, sample, patients, seed)
     jobs = [RobustnessJob(pid, by_id[pid], tuple(names), int(seed), str(features_dir),
-                          _job_fingerprint(settings_hash, compatibility, references[pid]["fingerprint"], names,
+                          _job_fingerprint(settings_hash, compatibility, input_fingerprints[pid], names,
                                            seed, pid)) for pid in ids]
     results, failures = {}, {}
     n_done = n_skipped = 0
@@ -590,9 +590,7 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
         if len(done) < 2:
             raise DataError(f"only {len(done)} of {len(ids)} patient(s) completed every perturbation: an ICC "
                             "needs at least 2", path=out / "failures.csv", hint="see failures.csv")
-        refs = {p: patient_features(references[p], features_dir) for p in done}
-        from .pipeline import feature_columns
-        refs = {p: OrderedDict((c, r[c]) for c in feature_columns(r)) for p, r in refs.items()}
+        refs = {p: _reference(features_dir, p)[1] for p in done}
         table = icc_table(refs, {p: results[p] for p in done}, names, settings_hash)
         buf = table.to_csv(index=False, float_format="%.10g", lineterminator="\n")
         atomic_write_text(out / "robustness.csv", buf)

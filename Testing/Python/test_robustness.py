@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from DoseRadiomicsLib import robustness as rb
-from DoseRadiomicsLib.errors import DataError, InputError
+from DoseRadiomicsLib.errors import InputError
 
 # ----------------------------------------------------------------------------- the operations
 
