@@ -452,10 +452,13 @@ def choose_sample(available: list, sample: int | None = None, patients=None, see
                  f"default_rng({int(seed)}).choice over the manifest order", "seed": int(seed)}
 
 
-def icc_table(references: dict, perturbed: dict, perturbations, settings_hash: str) -> pd.DataFrame:
+def icc_table(references: dict, perturbed: dict, perturbations, settings_hash: str,
+              by_perturbation: dict | None = None) -> pd.DataFrame:
     """robustness.csv's rows: per feature column, the ICC across the unperturbed and perturbed values
     of the patients in ``references`` (patient -> {column: value}; ``perturbed``: patient ->
-    perturbation -> {column: value})."""
+    perturbation -> {column: value}). ``by_perturbation``, if given, receives per perturbation the
+    counts of features whose ICC(3,1) between the unperturbed values and that perturbation alone is at
+    least / below 0.75."""
     from .pipeline import ROI_SEPARATOR
     from .stats.icc import icc
 
@@ -469,6 +472,12 @@ def icc_table(references: dict, perturbed: dict, perturbations, settings_hash: s
             Y[i, j] = [perturbed[p][n].get(c, np.nan) for c in columns]
     c31, a21 = icc(Y, "3,1"), icc(Y, "2,1")
     roi, feat = zip(*(c.split(ROI_SEPARATOR, 1) for c in columns))
+    # each perturbation on its own (unperturbed vs it): which kind of variation costs the most features
+    for j, n in enumerate(names if by_perturbation is not None else [], start=1):
+        one = icc(Y[:, [0, j]], "3,1")["icc"]
+        ok = np.isfinite(one)
+        by_perturbation[n] = {"at_least_0.75": int((one[ok] >= 0.75).sum()), "below_0.75": int((one[ok] < 0.75).sum()),
+                              "undefined": int((~ok).sum()), "median": float(np.median(one[ok])) if ok.any() else None}
     return pd.DataFrame({"column": columns, "roi": roi, "feature": feat, "icc": c31["icc"],
                          "ci_low": c31["ci_low"], "ci_high": c31["ci_high"], "icc_form": "ICC(3,1)",
                          "icc_a1": a21["icc"], "icc_a1_ci_low": a21["ci_low"], "icc_a1_ci_high": a21["ci_high"],
@@ -591,7 +600,8 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
             raise DataError(f"only {len(done)} of {len(ids)} patient(s) completed every perturbation: an ICC "
                             "needs at least 2", path=out / "failures.csv", hint="see failures.csv")
         refs = {p: _reference(features_dir, p)[1] for p in done}
-        table = icc_table(refs, {p: results[p] for p in done}, names, settings_hash)
+        each = {}
+        table = icc_table(refs, {p: results[p] for p in done}, names, settings_hash, by_perturbation=each)
         buf = table.to_csv(index=False, float_format="%.10g", lineterminator="\n")
         atomic_write_text(out / "robustness.csv", buf)
         ok = table["icc"].notna()
@@ -609,7 +619,8 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
                     "raters": ["unperturbed"] + names, "ci": "95 %, F-based (McGraw & Wong 1996)",
                     "features": int(len(table)), "undefined": int((~ok).sum()),
                     "at_least_0.75": int((table["icc"] >= 0.75).sum()),
-                    "median": float(table.loc[ok, "icc"].median()) if ok.any() else None},
+                    "median": float(table.loc[ok, "icc"].median()) if ok.any() else None,
+                    "by_perturbation": each},
             "engine": engine,
             "counts": {"patients": len(ids), "run": n_done, "unchanged": n_skipped, "failed": len(failures)},
             "timings_s": {"total": round(time.perf_counter() - t0, 3),

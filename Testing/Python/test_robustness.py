@@ -186,6 +186,9 @@ def test_robustness_csv_and_record(cohort):
     assert [p["name"] for p in record["perturbations"]] == list(PERTURBATIONS)
     assert "not re-chosen" in record["cross_section"]
     assert record["icc"]["raters"] == ["unperturbed"] + list(PERTURBATIONS)
+    each = record["icc"]["by_perturbation"]
+    assert list(each) == list(PERTURBATIONS)
+    assert all(sum(v[k] for k in ("at_least_0.75", "below_0.75", "undefined")) == len(table) for v in each.values())
     # one feature's ICC from the stored values, by the Shrout & Fleiss formula written out here
     col = "GTV-heat__original_firstorder_Mean"
     Y = np.array([[rb._reference(d / "features", p)[1][col]] + [_values(d, p)[n][col] for n in PERTURBATIONS] for p in PATIENTS])
