@@ -35,7 +35,8 @@ def main() -> int:
     ap.add_argument("--keep", help="keep the robustness output in this folder")
     args = ap.parse_args()
     if args.features_dir:
-        features, manifest, cohort = Path(args.features_dir), Path(args.manifest), "given"
+        features, manifest = Path(args.features_dir), Path(args.manifest)
+        cohort = f"the cohort-extract folder {features}"
     else:
         manifest = synth_cohort(args.sample)
         features = WORKDIR / f"features_{args.sample}"
