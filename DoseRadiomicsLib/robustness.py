@@ -424,6 +424,10 @@ def _cohort_settings(features_dir: Path):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cohort.json cannot be read ({exc})", path=path,
                          hint="rerun cohort-extract into this folder") from None
+    section = getattr(options, "section", None)
+    if section not in (None, "largest"):   # the perturbations work on one slice (2.5D/3D: not yet)
+        raise InputError(f"the cohort was extracted with --section {section}; robustness perturbs the largest "
+                         "cross-section only", path=path, hint="run it on a --section largest extraction")
     now = options_settings_hash(options)
     if now != stored:
         raise InputError(f"the cohort's parameter files changed since its extraction (settings hash {now}, "
