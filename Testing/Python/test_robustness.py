@@ -310,3 +310,16 @@ def test_train_min_icc_removes_unrobust_features_and_reports_the_selected_ones(t
     assert not (tmp_path / "m2.json").exists()
     assert cli.main(base + ["--out", str(tmp_path / "m3.json"), "--min-icc", "0.75"]) == 1
     assert "--min-icc needs --robustness" in capsys.readouterr().err
+
+
+def test_a_local_dask_cluster_resumes_to_the_same_table(cohort, tmp_path):
+    pytest.importorskip("distributed")
+    d, _ = cohort
+    out = tmp_path / "rob"
+    shutil.copytree(d / "rob", out)
+    (out / "patients" / f"{PATIENTS[1]}.json").unlink()
+    r = rb.run_robustness(d / "manifest.csv", d / "features", out, patients=list(PATIENTS),
+                          perturbations=PERTURBATIONS, seed=7, local_cluster=1, progress=False)
+    assert (r.n_done, r.n_skipped) == (1, 2)
+    assert r.record["engine"] == {"kind": "dask", "scheduler": None, "local_cluster": 1}
+    assert (out / "robustness.csv").read_bytes() == (d / "rob" / "robustness.csv").read_bytes()
