@@ -176,3 +176,37 @@ def test_a_sidecar_that_is_not_one_is_refused_naming_the_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InputError, match="cannot read"):
         stability.read_sidecar(bad)
+
+
+def test_train_leaves_out_features_unstable_in_training_patients_and_keep_unstable_restores_them(tmp_path):
+    """Shares are counted on the training rows only: a feature unstable in every training patient is
+    left out and named with its reason; one unstable only in validation patients stays; with
+    --keep-unstable the models are those trained without any screen."""
+    from test_training import synthetic_cohort
+
+    from DoseRadiomicsLib.report import render_report
+    from DoseRadiomicsLib.training import train_models
+
+    features, manifest, _ = synthetic_cohort(n=120, n_noise=10, seed=5)
+    kw = dict(seed=3, repeated_splits=0, loco=False, fingerprint=None)
+    plain = train_models(features, manifest, **kw)
+    train_ids = list(plain.patients.index[plain.patients["cohort"] == "train"])
+    val_ids = list(plain.patients.index[plain.patients["cohort"] == "validation"])
+    signal = plain.models["DM_50Gy"]["features"][0]             # selected without the screen
+    only_validation = "GTV__original_firstorder_Signal0"
+    ex = stability.Exclusion(((signal, frozenset(train_ids[: int(0.9 * len(train_ids))])),
+                              (only_validation, frozenset(val_ids))),
+                             frozenset(train_ids + val_ids), 0.5, "feature_stability.json")
+    screened = train_models(features, manifest, stability=ex, **kw)
+    sc = screened.cohort["stability_screen"]
+    assert sc["applied"] and [r["feature"] for r in sc["excluded"]] == [signal]
+    assert "unstable in" in sc["excluded"][0]["reason"] and sc["excluded"][0]["share"] == pytest.approx(0.9, abs=0.02)
+    assert signal not in screened.models["DM_50Gy"]["features"]
+    assert screened.cohort["dropped_features"]["unstable"] == 1
+    html = render_report({**screened.to_dict(), "created": "", "schema": "", "schema_version": "", "checksum": ""})
+    assert "Numerical-stability screen" in html and signal in html
+    kept = train_models(features, manifest, stability=ex, keep_unstable=True, **kw)
+    assert [r["feature"] for r in kept.cohort["stability_screen"]["kept_unstable"]] == [signal]
+    for name in ("RM_GTV", "DM_GTV", "DM_50Gy", "RDM", "clinical", "combined"):
+        assert kept.models[name]["features"] == plain.models[name]["features"]
+        assert kept.models[name]["coefficients"] == plain.models[name]["coefficients"]
