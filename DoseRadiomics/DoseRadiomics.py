@@ -649,7 +649,7 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                 p.featureTable = table
                 self.ui.extractProgressBar.value = 100
                 self.logic.showTable(table)
-                stability = self.logic.stability
+                stability = self.logic.lastStabilityScreen()
                 if stability is None:
                     self._status(_("{n} features extracted.").format(n=len(self._features)))
                 else:
@@ -1680,6 +1680,10 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         # Tables saved with the scene keep their column types through the schema file.
         if tableNode.GetStorageNode() is None:
             tableNode.AddDefaultStorageNode()
+
+    def lastStabilityScreen(self):
+        """The stability screen of the last :meth:`extractFeatures` (the library's record entry), or None."""
+        return self.stability
 
     def unstableFeatures(self, tableNode) -> list:
         """The features the stability screen marked unstable in a features table (``<ROI>__<feature>``)."""
