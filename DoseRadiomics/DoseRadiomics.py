@@ -649,7 +649,13 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                 p.featureTable = table
                 self.ui.extractProgressBar.value = 100
                 self.logic.showTable(table)
-                self._status(_("{n} features extracted.").format(n=len(self._features)))
+                stability = self.logic.lastStabilityScreen()
+                if stability is None:
+                    self._status(_("{n} features extracted.").format(n=len(self._features)))
+                else:
+                    self._status(_("{n} features extracted; {u} numerically unstable (the table's stability "
+                                   "column marks them: sort by it to list them).").format(
+                        n=len(self._features), u=stability["n_unstable"]))
         finally:
             self.ui.cancelExtractButton.enabled = False
 
@@ -806,10 +812,13 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     ATTR_TOUCHING = "DoseRadiomics.IsodoseTouchingGtv"
     ATTR_SETTINGS_HASH = "DoseRadiomics.SettingsHash"
     EXACT_VALUE_COLUMN = "value (exact)"
+    STABILITY_COLUMN = "stability"            # "unstable" / "stable" from the stability screen
+    ATTR_UNSTABLE = "DoseRadiomics.UnstableFeatures"   # their count
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
         self.lastAlignmentReport = None
+        self.stability = None          # the last extraction's stability screen (the library's record entry)
         global _VERSIONS_AT_START
         if _VERSIONS_AT_START is None:
             _VERSIONS_AT_START = self.installedVersions()
@@ -1639,16 +1648,26 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             options = self.extractionOptions(isodoseGy=sliceRois.isodose_gy,
                                              isodoseTouchingGtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1")
         features = pipeline.extract_rois(sliceRois, options, progress=progress)
+        self.stability = None
+        if options.stability_screen:   # the library's screen, as the command line runs it
+            from DoseRadiomicsLib.stability import screen_rois
+            if progress:
+                progress("stability screen")
+            self.stability = screen_rois(sliceRois, options, features)
+        unstable = (self.stability or {}).get("unstable", {})
         # Slicer's table storage writes numbers with 6 significant digits (vtkDelimitedTextWriter's
         # default), so a saved scene would round the features; the exact text column keeps every bit.
-        rows = {"ROI": [], "feature": [], "value": [], self.EXACT_VALUE_COLUMN: []}
+        rows = {"ROI": [], "feature": [], "value": [], self.EXACT_VALUE_COLUMN: [], self.STABILITY_COLUMN: []}
         for key, value in features.items():
             roi, name = key.split(pipeline.ROI_SEPARATOR, 1)
             rows["ROI"].append(roi)
             rows["feature"].append(name)
             rows["value"].append(float(value))
             rows[self.EXACT_VALUE_COLUMN].append(repr(float(value)))
+            rows[self.STABILITY_COLUMN].append(
+                "" if self.stability is None else "unstable" if key in unstable else "stable")
         tableNode = mrml_bridge.table_node_from_columns(rows, "DoseRadiomics features", node=tableNode)
+        tableNode.SetAttribute(self.ATTR_UNSTABLE, "" if self.stability is None else str(len(unstable)))
         settingsHash = pipeline.options_settings_hash(options)
         tableNode.SetAttribute(self.ATTR_SETTINGS_HASH, settingsHash)
         tableNode.SetAttribute(self.ATTR_INDEX, str(sliceRois.section.index))
@@ -1661,6 +1680,17 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         # Tables saved with the scene keep their column types through the schema file.
         if tableNode.GetStorageNode() is None:
             tableNode.AddDefaultStorageNode()
+
+    def lastStabilityScreen(self):
+        """The stability screen of the last :meth:`extractFeatures` (the library's record entry), or None."""
+        return self.stability
+
+    def unstableFeatures(self, tableNode) -> list:
+        """The features the stability screen marked unstable in a features table (``<ROI>__<feature>``)."""
+        from DoseRadiomicsLib import mrml_bridge, pipeline
+        cols = mrml_bridge.columns_from_table_node(tableNode)
+        return [f"{r}{pipeline.ROI_SEPARATOR}{f}" for r, f, s in
+                zip(cols["ROI"], cols["feature"], cols.get(self.STABILITY_COLUMN, [])) if s == "unstable"]
 
     def featuresFromTable(self, tableNode) -> dict:
         """The feature dict back from a features table (``<ROI>__<feature>`` -> value)."""

@@ -731,6 +731,10 @@ def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress:
 
         features = collect_features(order, out, settings_hash)
         _write_features_csv(out / "features.csv", features)
+        from .pipeline import feature_columns
+        from .stability import SIDECAR, cohort_sidecar_text   # which features are unstable, per patient
+        atomic_write_text(out / SIDECAR, cohort_sidecar_text(out, order, settings_hash,
+                                                             feature_columns(features.columns)))
         failures_df = pd.DataFrame([failures[k] for k in order if k in failures], columns=FAILURE_COLUMNS)
         t_qa = time.perf_counter()
         from .qa import write_qa_sheet
@@ -777,7 +781,7 @@ def register_cli(subparsers) -> None:
                     "patient_id, ct, dose, gtv, ...). Each patient is saved in OUT/patients/<id>.json as it "
                     "finishes; a rerun skips patients whose files and settings are unchanged and resumes an "
                     "interrupted run. Failing patients are listed in OUT/failures.csv and the run goes on. "
-                    "Writes OUT/features.csv (one row per patient) and OUT/cohort.json.",
+                    "Writes OUT/features.csv (one row per patient) OUT/feature_stability.json (which features are numerically unstable in which patients) and OUT/cohort.json.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--manifest", required=True, help="cohort manifest (CSV or TSV); paths relative to it")
     p.add_argument("--out", required=True, help="output folder")

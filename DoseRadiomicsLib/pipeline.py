@@ -45,6 +45,8 @@ class ExtractionOptions:
     dose_params: str | None = None   # overrides the configuration's dose parameter file
     transform: str | None = None     # ITK transform file, CT -> dose frame, when frames differ
     register: bool = False           # rigid registration when frames differ and no transform
+    #: the numerical-stability screen (:mod:`stability`) after the extraction; decides no feature value
+    stability_screen: bool = True
 
     def __post_init__(self):
         from .rois import isodose_roi_names
@@ -260,6 +262,12 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         timer.lap("slice_and_rois")
         features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"))
         timer.lap("features")
+        stability = None
+        if options.stability_screen:
+            from .stability import screen_rois
+            say(f"[{pid}] stability screen")
+            stability = screen_rois(rois, options, features, patient=pid)
+            timer.lap("stability")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
 
@@ -287,6 +295,7 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         "gtv_dose_statistics": dose_stats,
         "timings_s": timer.timings,
         "library_versions": library_versions(),
+        "stability": stability,
     }
     return PatientResult(patient_id=pid, features=row, record=jsonable(record), rois=rois,
                          dose_on_ct=dose_on_ct if keep_images else None)
@@ -389,7 +398,8 @@ def features_csv_text(rows: list) -> str:
 def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> dict:
     """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``.
 
-    The three are written as one group: if any cannot be written, none is replaced.
+    With the stability screen, ``feature_stability.json`` too (:func:`stability.sidecar_text`).
+    The files are written as one group: if any cannot be written, none is replaced.
     """
     out = Path(out_dir)
     row = OrderedDict([("patient_id", result.patient_id), ("settings_hash", result.record["settings_hash"])])
@@ -397,6 +407,10 @@ def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> d
     paths = {"features": out / "features.csv", "record": out / "extraction.json"}
     data = {paths["features"]: features_csv_text([row]),
             paths["record"]: json.dumps(result.record, indent=2)}
+    if result.record.get("stability"):
+        from .stability import SIDECAR, sidecar_text
+        paths["stability"] = out / SIDECAR
+        data[paths["stability"]] = sidecar_text(feature_columns(row), [(result.patient_id, result.record["stability"])])
     if png and result.rois is not None:
         from .render import slice_png_bytes
         paths["png"] = out / "slice.png"
@@ -425,6 +439,10 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
                    "(overrides --config; bin width in HU)")
     g.add_argument("--dose-params", metavar="YAML", help="pyradiomics parameter file for the dose ROIs "
                    "(overrides --config; bin width in Gy)")
+    g.add_argument("--no-stability-screen", action="store_true",
+                   help="skip the numerical-stability screen (each feature recomputed on the image perturbed by "
+                        "1e-6 and stored in the other float type; unstable features are listed in "
+                        "feature_stability.json and left out by train)")
     a = parser.add_argument_group("aligning the dose to the CT")
     a.add_argument("--transform", metavar="TFM", help="ITK rigid transform file (.tfm/.h5) from the CT "
                    "to the dose frame, when they do not share a frame of reference")
@@ -435,7 +453,8 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
 def options_from_args(args) -> ExtractionOptions:
     return ExtractionOptions(isodose_gy=tuple(args.isodose), isodose_touching_gtv=args.isodose_touching_gtv,
                              axis=AXES[str(args.axis)], config=args.config, ct_params=args.ct_params,
-                             dose_params=args.dose_params, transform=args.transform, register=args.register)
+                             dose_params=args.dose_params, transform=args.transform, register=args.register,
+                             stability_screen=not getattr(args, "no_stability_screen", False))
 
 
 def register_cli(sub) -> None:

@@ -211,6 +211,25 @@ cohorts. Risk groups: the combined model's probability &ge; {num(model['risk']['
 in training) is high risk; Kaplan-Meier, log-rank test and Cox hazard ratio for PFS and OS.</p>"""
 
 
+def _stability(model: dict) -> str:
+    """Which features the stability screen left out (or, with --keep-unstable, kept), each with its reason."""
+    sc = (model.get("cohort") or {}).get("stability_screen")
+    if not sc:
+        return "<p>This model file predates the stability screen.</p>"
+    if not sc.get("source"):
+        return f"<p>{e(sc.get('note'))}.</p>"
+    rows = sc.get("excluded") or sc.get("kept_unstable") or []
+    verb = "excluded before selection" if sc.get("applied") else "kept (--keep-unstable: the paper's feature set)"
+    head = (f"<p>Rule: {e(sc.get('rule'))}; {e(sc.get('training_patients_screened'))} training patients screened "
+            f"(<code>{e(sc.get('source'))}</code>). {len(rows)} feature(s) {verb}.</p>")
+    if not rows:
+        return head
+    body = table(["Feature", "Unstable in", "Share", "Reason"],
+                 [[e(r["feature"]), f"{e(r['unstable_in'])} / {e(r['screened'])}", num(r["share"]), e(r["reason"])]
+                  for r in rows], numeric=(1, 2))
+    return head + "<details><summary>the features</summary>" + body + "</details>"
+
+
 def _cohort_table(model: dict) -> str:
     c = model["cohort"]
     rows = [[e(r["variable"]), e(r["category"]), e(r["train"]), e(r["validation"]), pval(r.get("p")),
@@ -383,6 +402,7 @@ def render_report(model: dict) -> str:
         "<h2>Methods (TRIPOD)</h2>", _methods(model),
         "<h2>Cohort</h2>", _cohort_table(model),
         "<h3>Encoding of the clinical variables</h3>", _coding_table(model),
+        "<h2>Numerical-stability screen</h2>", _stability(model),
         "<h2>Selected features and models</h2>", _feature_tables(model), _robustness(model),
         "<h2>Model equations</h2>", _equations(model),
         "<h2>Discrimination, classification and calibration</h2>", _auc_table(model),

@@ -449,6 +449,10 @@ class MethodOptions:
     mannwhitney_exact: str = "paper"
     penalised: str = "none"
     roi_models: tuple = tuple(DEFAULT_ROI_MODELS.items())
+    #: the stability screen's :class:`stability.Exclusion` (None: no sidecar); ``keep_unstable``
+    #: reports the unstable features but keeps them (the paper's exact feature set)
+    stability: object = None
+    keep_unstable: bool = False
 
     def check(self) -> "MethodOptions":
         from .stats.selection import MANNWHITNEY_EXACT_RULES, TTEST_VARIANTS
@@ -529,6 +533,7 @@ def fit_pipeline(X: pd.DataFrame, raw: pd.DataFrame, y, clinical_columns, option
     from .stats.logistic import univariate_multivariate
     from .stats.selection import MinMaxScaler
 
+    patient_ids = set(map(str, X.index))     # before a bootstrap sample's copies are relabelled
     X, raw = _unique_rows(X, raw)
     y = np.asarray(y, dtype=int)
     _check_events(y, "training cohort")
@@ -543,6 +548,12 @@ def fit_pipeline(X: pd.DataFrame, raw: pd.DataFrame, y, clinical_columns, option
     if dropped_nonfinite or dropped_constant:
         notes.append(f"{dropped_nonfinite} feature(s) with missing values and {dropped_constant} constant "
                      "feature(s) in the training cohort dropped before selection")
+    unstable = []
+    if options.stability is not None:   # shares over these training rows: each resample has its own
+        unstable = options.stability.excluded(patient_ids, usable)
+        if not options.keep_unstable:
+            drop = {r["feature"] for r in unstable}
+            usable = [c for c in usable if c not in drop]
     scaler = MinMaxScaler().fit(X[usable])
     Xn = scaler.transform(X[usable])
     mins = dict(zip(usable, np.asarray(scaler.min_, dtype=float)))
@@ -628,7 +639,7 @@ def fit_pipeline(X: pd.DataFrame, raw: pd.DataFrame, y, clinical_columns, option
                         f"{'; '.join(sep['reasons'])}; {action}")
     return {"models": models, "coding": coding, "independent": independent, "usable": usable,
             "selection": selection, "clinical_analysis": clinical_analysis, "notes": notes, "warnings": warn,
-            "dropped_nonfinite": dropped_nonfinite, "dropped_constant": dropped_constant}
+            "dropped_nonfinite": dropped_nonfinite, "dropped_constant": dropped_constant, "unstable": unstable}
 
 
 def score_pipeline(fitted: dict, X: pd.DataFrame, raw: pd.DataFrame, *, unseen_as_reference: bool = False) -> dict:
@@ -890,6 +901,28 @@ def repeated_split_assessment(X: pd.DataFrame, raw: pd.DataFrame, y: pd.Series, 
 # The whole method
 
 
+def _stability_summary(stability, keep_unstable: bool, unstable: list, train_ids) -> dict:
+    """The model file's account of the stability screen: what was excluded (or kept) and why."""
+    from .stability import ATOL, RTOL
+    if stability is None:
+        return {"applied": False, "source": None, "excluded": [], "kept_unstable": [],
+                "note": "no feature_stability.json beside the features: the stability screen excluded nothing"}
+    screened = len({str(p) for p in train_ids} & stability.screened)
+    rule = (f"a feature unstable (moving by more than {RTOL:g} relative + {ATOL:g} absolute when the image is "
+            f"perturbed by 1e-6 or stored in the other float type) in more than {stability.max_share:.0%} of "
+            "the screened training patients")
+    rows = [{k: r[k] for k in ("feature", "share", "unstable_in", "screened", "reason")} for r in unstable]
+    if keep_unstable:
+        note = (f"--keep-unstable: {len(rows)} numerically unstable feature(s) kept ({rule}); "
+                "the paper's feature set")
+    else:
+        note = f"stability screen: {len(rows)} feature(s) excluded before selection: {rule}"
+    return {"applied": not keep_unstable, "source": stability.source, "rule": rule,
+            "max_unstable_share": stability.max_share, "training_patients_screened": screened,
+            "excluded": [] if keep_unstable else rows, "kept_unstable": rows if keep_unstable else [],
+            "note": note}
+
+
 def _feature_columns(columns) -> list:
     try:
         from .pipeline import feature_columns
@@ -965,7 +998,8 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                  harmonise_covariates=(), harmonise_unknown_centre: str = "refuse", *, ttest: str = "student",
                  mannwhitney_exact: str = "paper", penalised: str = "none", bootstrap: int = 0,
                  bootstrap_seed: int | None = None, loco: bool = True, workers: int = 1,
-                 robustness: tuple | None = None) -> TrainedModels:
+                 robustness: tuple | None = None, stability=None,
+                 keep_unstable: bool = False) -> TrainedModels:
     """Fit the paper's six models on the training cohort and evaluate them in both cohorts.
 
     ``features``: the cohort's features table (``patient_id`` column or index, ``settings_hash``,
@@ -990,6 +1024,9 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     ``robustness``: ``(robustness.csv table, min_icc or None, path)``: with ``min_icc``, only features
     whose ICC is at least ``min_icc`` enter the method (before the univariate filter, in every
     resampling too); the model file's ``robustness`` block holds the ICC of every selected feature.
+    ``stability``: the :class:`stability.Exclusion` read from the features' ``feature_stability.json``:
+    features unstable in more than its share of the training patients are left out before selection
+    (in every refit, on its own training rows), unless ``keep_unstable``; both are reported.
     Raises DataError when the data cannot support the analysis.
     """
     from .environment import library_versions
@@ -997,7 +1034,8 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     roi_models = dict(roi_models or DEFAULT_ROI_MODELS)
     options = MethodOptions(lasso_rule=lasso_rule, alpha_univariate=alpha_univariate, ttest=ttest,
                             mannwhitney_exact=mannwhitney_exact, penalised=penalised,
-                            roi_models=tuple(roi_models.items())).check()
+                            roi_models=tuple(roi_models.items()), stability=stability,
+                            keep_unstable=bool(keep_unstable)).check()
     X, df, settings_hash, notes = _prepare(features, manifest)
     icc_summary = None
     if robustness is not None:
@@ -1058,6 +1096,9 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     usable = fitted["usable"]
     clinical_analysis = fitted["clinical_analysis"]
     dropped_nonfinite, dropped_constant = fitted["dropped_nonfinite"], fitted["dropped_constant"]
+    stability_screen = _stability_summary(stability, keep_unstable, fitted["unstable"], X.index[train])
+    if stability_screen["note"]:
+        notes.append(stability_screen["note"])
     notes += fitted["notes"]
     warnings_ = list(fitted["warnings"])
     # missing clinical values counted over both cohorts (imputed with the training values)
@@ -1170,7 +1211,9 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
                  f"stratified random split, train fraction {train_fraction}, seed {seed}",
         "outcome": "1 = radiochemotherapy resistant (RECIST SD/PD), 0 = sensitive (CR/PR)",
         "n_features_extracted": int(X.shape[1]), "n_features_usable": len(usable),
-        "dropped_features": {"missing_values": dropped_nonfinite, "constant": dropped_constant},
+        "dropped_features": {"missing_values": dropped_nonfinite, "constant": dropped_constant,
+                             "unstable": 0 if keep_unstable else len(fitted["unstable"])},
+        "stability_screen": stability_screen,
     }
     harmonisation = None
     if combat is not None:
@@ -1279,6 +1322,21 @@ def _find_extraction_record(features_path) -> tuple:
     return None, None
 
 
+def _find_stability(args):
+    """The stability sidecar: ``--stability FILE``, else feature_stability.json beside the features."""
+    from pathlib import Path
+    from .stability import MAX_UNSTABLE_SHARE, SIDECAR, read_sidecar
+    share = getattr(args, "max_unstable_share", None)
+    share = MAX_UNSTABLE_SHARE if share is None else share
+    if not 0 <= share <= 1:
+        raise DataError(f"--max-unstable-share {share} is not a share", hint="give a number from 0 to 1, e.g. 0.5")
+    given = getattr(args, "stability", None)
+    path = Path(given) if given else Path(args.features).resolve().parent / SIDECAR
+    if not given and not path.is_file():
+        return None
+    return read_sidecar(path, share)
+
+
 def format_auc_table(trained: TrainedModels) -> str:
     """The AUC table as fixed-width text (what ``train`` prints)."""
     lines = [f"{'model':10s} {'cohort':10s} {'AUC':>6s} {'95% CI':>15s} {'acc':>6s} {'sens':>6s} {'spec':>6s}"]
@@ -1339,6 +1397,7 @@ def run(args) -> int:
         screen = (read_robustness(args.robustness), args.min_icc, args.robustness)
     # The fingerprint of the installation that extracted the features (cohort.json), else this one's.
     options, fingerprint = _find_extraction_record(args.features)
+    stability = _find_stability(args)
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
                            extraction_options=options, ground_truth=truth,
                            repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS),
@@ -1348,7 +1407,8 @@ def run(args) -> int:
                            harmonise_unknown_centre=getattr(args, "harmonise_unknown_centre", "refuse"),
                            ttest=args.ttest, mannwhitney_exact=args.mannwhitney_exact, penalised=args.penalised,
                            bootstrap=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
-                           loco=args.loco == "auto", workers=args.workers, robustness=screen)
+                           loco=args.loco == "auto", workers=args.workers, robustness=screen,
+                           stability=stability, keep_unstable=getattr(args, "keep_unstable", False))
     auc_table = format_auc_table(trained)   # every step checked before the model file is written
     save_model(trained, args.out)
     c = trained.cohort
@@ -1429,6 +1489,14 @@ def register_cli(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="processes for the bootstrap, the repeated splits and leave-one-centre-out (default 1; "
                         "results do not depend on it)")
+    p.add_argument("--keep-unstable", action="store_true",
+                   help="keep the features the stability screen found numerically unstable (the paper's exact "
+                        "feature set, for reproduction); by default they are left out and named in the report")
+    p.add_argument("--max-unstable-share", type=float, default=None, metavar="SHARE",
+                   help="leave out a feature unstable in more than this share of the screened training "
+                        "patients (default 0.5)")
+    p.add_argument("--stability", metavar="JSON", help="the stability sidecar (default: feature_stability.json "
+                   "beside --features)")
     p.add_argument("--harmonise", choices=("none", "combat"), default="none",
                    help="ComBat harmonisation across the manifest's centre column (empirical-Bayes location "
                         "and scale per centre), fitted on the training cohort and stored in the model file")

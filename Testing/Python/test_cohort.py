@@ -49,6 +49,14 @@ def test_uninterrupted_run_has_one_row_per_patient(reference, cohort_dir):
     assert len(doc["inputs"]["ct"]["sha256"]) == 64 and doc["settings_hash"] == feats.loc[0, "settings_hash"]
     summary = json.loads((out / "cohort.json").read_text())
     assert summary["counts"]["extracted"] == N and summary["library_versions"]["pyradiomics"]
+    # the stability screen: per patient in its record, per cohort beside features.csv
+    side = json.loads((out / "feature_stability.json").read_text())
+    assert side["patients_screened"] == ids and side["n_features"] == len([c for c in feats.columns if "__" in c
+                                                                           and not c.startswith("diag__")])
+    z_high = [v for k, v in side["features"].items() if "wavelet-HLH_firstorder_Mean" in k]
+    assert z_high and all(v["share"] == len(v["unstable_in"]) / N for v in side["features"].values())
+    assert set(doc["record"]["stability"]["unstable"]) == {k for k, v in side["features"].items()
+                                                         if ids[0] in v["unstable_in"]}
     # nothing changed: a rerun extracts nobody and writes the same features
     before = (out / "features.csv").read_bytes()
     again = run_cohort(cohort_dir / "manifest.csv", out, workers=1, progress=False)

@@ -54,7 +54,7 @@ def workflow(slicer_session, module, sample_paths):
     yield types.SimpleNamespace(
         logic=logic, case=case, aligned=aligned, section=section, roiNode=roiNode, table=table,
         features=features, ct=ct, dose=dose, gtv=gtv, lib_dose=lib_dose, lib_section=lib_section,
-        lib_rois=lib_rois, lib_features=lib_features, mrml_features=mrml_features, settings_hash=pipeline.options_settings_hash(options),
+        lib_rois=lib_rois, lib_features=lib_features, mrml_features=mrml_features, m_rois=m_rois, options=options, settings_hash=pipeline.options_settings_hash(options),
         scene=slicer.mrmlScene)
     slicer_session.scene.Clear(0)
 
@@ -116,6 +116,19 @@ def test_feature_table_holds_the_librarys_features(workflow):
     ct = sitk.GetArrayFromImage(workflow.ct)[k]
     gtv = sitk.GetArrayFromImage(workflow.gtv)[k].astype(bool)
     assert workflow.features["GTV__original_firstorder_Mean"] == pytest.approx(float(ct[gtv].mean()), rel=1e-9)
+
+
+def test_feature_table_marks_the_features_the_librarys_stability_screen_finds_unstable(workflow):
+    """The panel's features table: a stability column and the count, as the library's screen of the
+    same slice gives them (the command line's extraction.json and feature_stability.json)."""
+    from DoseRadiomicsLib import mrml_bridge, stability
+    screen = stability.screen_rois(workflow.m_rois, workflow.options, workflow.mrml_features)
+    marked = workflow.logic.unstableFeatures(workflow.table)
+    assert set(marked) == set(screen["unstable"]) and len(marked) > 100
+    assert workflow.table.GetAttribute("DoseRadiomics.UnstableFeatures") == str(len(marked))
+    assert not [k for k in marked if "__original_" in k or "_shape_" in k]
+    cols = mrml_bridge.columns_from_table_node(workflow.table)
+    assert set(cols["stability"]) == {"stable", "unstable"}
 
 
 def test_the_same_anatomy_stored_head_first_prone_gives_the_same_features(workflow):

@@ -537,6 +537,8 @@ def test_buttons_from_sample_case_to_prediction_show_tables_and_chart(env_newest
         assert not qt_fakes.SLOT_ERRORS, f"{button.objectName}: " + qt_fakes.SLOT_ERRORS[-1][1]
     assert p.alignedDose is not None and p.roiSegmentation is not None and p.featureTable is not None
     assert "features extracted" in ui.statusLabel.text
+    unstable = harness.widget.logic.unstableFeatures(p.featureTable)    # the screen's count, as shown
+    assert unstable and f"; {len(unstable)} numerically unstable" in ui.statusLabel.text, ui.statusLabel.text
     assert p.featureTable.GetID() in _shown_tables(scene)
     ui.modelPathLineEdit.currentPath = str(harness.widget.logic.demoModelPath())
     ui.clinicalLineEdit.text = env.module.ILLUSTRATIVE_CLINICAL_VALUES
