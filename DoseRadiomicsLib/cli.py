@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "DoseRadiomicsLib.synth",       # synth
     "DoseRadiomicsLib.cohort",      # cohort-extract
     "DoseRadiomicsLib.training",    # train
+    "DoseRadiomicsLib.compare",     # compare (2D vs 2.5D vs 3D sections)
     "DoseRadiomicsLib.prediction",  # predict
     "DoseRadiomicsLib.report",      # report
     "DoseRadiomicsLib.validation",  # validate
