@@ -153,10 +153,12 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
             progress(f"extracting {', '.join(masks)} on the {modality} {where}")
         per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient))
     suffix = options.section_spec.roi_suffix
-    if (rois.extent.spec if rois.extent is not None else "largest") != options.section:
-        raise DoseRadiomicsError(f"the ROIs were cut for section "
-                                 f"{rois.extent.spec if rois.extent is not None else 'largest'}, the options ask "
-                                 f"for {options.section}", patient=patient)
+    cut_for = rois.extent.spec if rois.extent is not None else "largest"
+    if cut_for != options.section:
+        from .errors import ROIError
+        raise ROIError(f"the ROIs were made for section {cut_for}, the extraction asks for section {options.section}",
+                       patient=patient, hint=f"make the ROIs again with section {options.section}, or extract "
+                                             f"with section {cut_for}")
     row: "OrderedDict[str, float]" = OrderedDict()
     for name in rois.masks:
         for k, v in per_roi[name].items():
