@@ -121,10 +121,8 @@ def options_settings_hash(options: ExtractionOptions) -> str:
         "isodose_touching_gtv": options.isodose_touching_gtv,
         "axis": options.axis,
     }
-    if options.section_spec.is_single_slice:
-        # the paper's section adds nothing: today's hash, so models trained before sections existed stay valid
-        pass
-    else:
+    if not options.section_spec.is_single_slice:
+        # only 2.5D/3D add it: the paper's section keeps the hash models trained before sections have
         payload["section"] = options.section
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
@@ -142,6 +140,12 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
     The ROIs of one slice (CT or dose) go to pyradiomics together, so that a filtered image is
     computed once for every ROI that sees the same one (:meth:`FeatureExtractor.extract_many`).
     """
+    cut_for = rois.extent.spec if rois.extent is not None else "largest"
+    if cut_for != options.section:   # before any work: the names would claim another section
+        from .errors import ROIError
+        raise ROIError(f"the ROIs were made for section {cut_for}, the extraction asks for section {options.section}",
+                       patient=patient, hint=f"make the ROIs again with section {options.section}, or extract "
+                                             f"with section {cut_for}")
     ex = extractors(options)
     by_modality: "OrderedDict[str, OrderedDict]" = OrderedDict()
     for name, mask in rois.masks.items():
@@ -153,12 +157,6 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
             progress(f"extracting {', '.join(masks)} on the {modality} {where}")
         per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient))
     suffix = options.section_spec.roi_suffix
-    cut_for = rois.extent.spec if rois.extent is not None else "largest"
-    if cut_for != options.section:
-        from .errors import ROIError
-        raise ROIError(f"the ROIs were made for section {cut_for}, the extraction asks for section {options.section}",
-                       patient=patient, hint=f"make the ROIs again with section {options.section}, or extract "
-                                             f"with section {cut_for}")
     row: "OrderedDict[str, float]" = OrderedDict()
     for name in rois.masks:
         for k, v in per_roi[name].items():
