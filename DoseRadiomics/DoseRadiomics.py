@@ -156,7 +156,7 @@ class DoseRadiomicsParameterNode:
     alignedDose - the dose resampled on the CT grid; roiSegmentation - GTV, GTV-heat and isodose segments
     on the largest cross-section; featureTable - the extracted features;
     isodoseGy - isodose thresholds in Gy, e.g. "50" or "45 50"; config - "paper" (1,595 features per
-    ROI) or "2d"; modelPath, clinicalValues - the model file and clinical inputs for prediction;
+    ROI) or "2d"; section - "largest" (the paper's slice), "largest:K" (K slices either side) or "volume"; modelPath, clinicalValues - the model file and clinical inputs for prediction;
     manifestPath, cohortOutputDir - the cohort job;
     dosePicture* - the dose-map picture route: the picture file, how to read its dose (mode, colour
     table, colour bar box and orientation, dose range in Gy, wash opacity or "" to estimate it), how to
@@ -176,6 +176,7 @@ class DoseRadiomicsParameterNode:
     isodoseGy: str = "50"
     isodoseTouchingGtv: bool = False
     config: Annotated[str, Choice(["paper", "2d"])] = "paper"
+    section: Annotated[str, Choice(["largest", "largest:1", "largest:2", "largest:3", "volume"])] = "largest"
     modelPath: Path
     clinicalValues: str = ""
     manifestPath: Path
@@ -614,7 +615,7 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             rois = self.logic.makeDoseROIs(p.ctVolume, p.alignedDose, p.gtvSegmentation, p.gtvSegmentId,
                                            isodoseGy=self.logic.parseIsodose(p.isodoseGy),
                                            isodoseTouchingGtv=p.isodoseTouchingGtv,
-                                           outputSegmentationNode=p.roiSegmentation)
+                                           outputSegmentationNode=p.roiSegmentation, section=p.section)
             p.roiSegmentation = rois
             areas = self.logic.roiAreas(rois, p.ctVolume)
             self._status("; ".join(f"{k}: {v:.0f} mm²" for k, v in areas.items()))
@@ -639,7 +640,7 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                 try:
                     options = self.logic.extractionOptions(isodoseGy=self.logic.parseIsodose(p.isodoseGy),
                                                            isodoseTouchingGtv=p.isodoseTouchingGtv,
-                                                           config=p.config)
+                                                           config=p.config, section=p.section)
                     table, self._features = self.logic.extractFeatures(
                         p.ctVolume, p.alignedDose, p.roiSegmentation, options=options,
                         tableNode=p.featureTable, progress=progress)
@@ -694,7 +695,8 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         with slicer.util.tryWithErrorDisplay(_("Could not start the cohort job."), waitCursor=False):
             out = str(p.cohortOutputDir)
             options = self.logic.extractionOptions(isodoseGy=self.logic.parseIsodose(p.isodoseGy),
-                                                   isodoseTouchingGtv=p.isodoseTouchingGtv, config=p.config)
+                                                   isodoseTouchingGtv=p.isodoseTouchingGtv, config=p.config,
+                                                   section=p.section)
             self._queuedCommands = self.logic.cohortCommands(str(p.manifestPath), out, options)
             self._processCancelled = False
             self.ui.cohortLog.clear()
@@ -811,6 +813,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     ATTR_ISODOSE = "DoseRadiomics.IsodoseGy"
     ATTR_TOUCHING = "DoseRadiomics.IsodoseTouchingGtv"
     ATTR_SETTINGS_HASH = "DoseRadiomics.SettingsHash"
+    ATTR_SECTION = "DoseRadiomics.Section"   # largest, largest:K or volume (the ROI segments' extent)
     EXACT_VALUE_COLUMN = "value (exact)"
     STABILITY_COLUMN = "stability"            # "unstable" / "stable" from the stability screen
     ATTR_UNSTABLE = "DoseRadiomics.UnstableFeatures"   # their count
@@ -1543,18 +1546,23 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         sliceWidget.sliceLogic().FitSliceToAll()
 
     def makeDoseROIs(self, ctNode, alignedDoseNode, gtvSegmentationNode, gtvSegment, isodoseGy=(50.0,),
-                     isodoseTouchingGtv=False, outputSegmentationNode=None, axis: int = 2):
+                     isodoseTouchingGtv=False, outputSegmentationNode=None, axis: int = 2, section: str = "largest"):
         """Segments GTV, GTV-heat and <N>Gy-heat on the largest cross-section; the segmentation node.
 
-        The segments are ordinary segments: edit them in the Segment Editor before extraction.
+        ``section`` "largest:K" or "volume" makes them on the K slices either side of it, or in the
+        whole volume (the library's --section). The segments are ordinary segments: edit them in the
+        Segment Editor before extraction.
         """
-        from DoseRadiomicsLib import mrml_bridge, rois
-        section = self.findLargestCrossSection(gtvSegmentationNode, gtvSegment, ctNode, axis=axis)["section"]
+        from DoseRadiomicsLib import crosssection, mrml_bridge, rois
+        spec = crosssection.parse_section(section)
+        largest = self.findLargestCrossSection(gtvSegmentationNode, gtvSegment, ctNode, axis=axis)["section"]
         ct = mrml_bridge.image_from_volume_node(ctNode)
         dose = mrml_bridge.image_from_volume_node(alignedDoseNode)
         gtv = mrml_bridge.mask_from_segment(gtvSegmentationNode, gtvSegment, ctNode)
-        sliceRois = rois.make_rois(ct, dose, gtv, section, isodose_gy=tuple(isodoseGy),
-                                   isodose_touching_gtv=isodoseTouchingGtv)
+        extent = None if spec.is_single_slice else crosssection.section_extent(gtv, largest, spec)
+        sliceRois = rois.make_rois(ct, dose, gtv, largest, isodose_gy=tuple(isodoseGy),
+                                   isodose_touching_gtv=isodoseTouchingGtv, extent=extent)
+        section = largest
         node = outputSegmentationNode
         if node is None:
             node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode",
@@ -1570,6 +1578,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         node.SetAttribute(self.ATTR_INDEX, str(section.index))
         node.SetAttribute(self.ATTR_ISODOSE, " ".join(f"{t:g}" for t in sliceRois.isodose_gy))
         node.SetAttribute(self.ATTR_TOUCHING, "1" if isodoseTouchingGtv else "0")
+        node.SetAttribute(self.ATTR_SECTION, spec.text)
         return node
 
     def sliceROIs(self, ctNode, alignedDoseNode, roiSegmentationNode):
@@ -1584,6 +1593,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         axis = int(roiSegmentationNode.GetAttribute(self.ATTR_AXIS))
         index = int(roiSegmentationNode.GetAttribute(self.ATTR_INDEX))
         isodose = self.parseIsodose(roiSegmentationNode.GetAttribute(self.ATTR_ISODOSE))
+        spec = crosssection.parse_section(roiSegmentationNode.GetAttribute(self.ATTR_SECTION) or "largest")
         ct = mrml_bridge.image_from_volume_node(ctNode)
         dose = mrml_bridge.image_from_volume_node(alignedDoseNode)
         gtv = mrml_bridge.mask_from_segment(roiSegmentationNode, rois.GTV, ctNode)
@@ -1591,17 +1601,22 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         section = crosssection.CrossSection(axis=axis, index=index,
                                             position_mm=crosssection.slice_position_mm(ct, axis, index),
                                             area_mm2=float(areas[index]), tied_indices=(index,))
+        # the slab or volume of the section the segments were made for (the same slices as then)
+        extent = None if spec.is_single_slice else crosssection.section_extent(gtv, section, spec)
         base = rois.make_rois(ct, dose, gtv, section, isodose_gy=isodose,
-                              isodose_touching_gtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1")
-        # The segments as the user left them (edits included), restricted to the recorded slice.
+                              isodose_touching_gtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1",
+                              extent=extent)
+        # The segments as the user left them (edits included), restricted to the recorded slice(s).
         masks = OrderedDict()
         for name in base.masks:
-            one = crosssection.extract_slice(mrml_bridge.mask_from_segment(roiSegmentationNode, name, ctNode),
-                                             section)
+            segment = mrml_bridge.mask_from_segment(roiSegmentationNode, name, ctNode)
+            one = crosssection.extract_slice(segment, section) if extent is None else \
+                crosssection.extract_extent(segment, extent)
             one = sitk.Cast(one, sitk.sitkUInt8)
             one.CopyInformation(base.ct)
             if not sitk.GetArrayViewFromImage(one).any():
-                raise ROIError(f"ROI {name} is empty on slice {index}",
+                raise ROIError(f"ROI {name} is empty on slice {index}" if extent is None else
+                               f"ROI {name} is empty in the {spec.text} section",
                                hint="paint it on the cross-section slice, or make the dose ROIs again")
             masks[name] = one
         # One patient orientation, as the command line cuts the slice (orientation.py): the same anatomy
@@ -1609,7 +1624,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         # in the CT's own geometry for display; only the arrays handed to pyradiomics are reoriented.
         ct1, dose1 = orientation.canonical_images(base.ct, base.dose)
         masks = OrderedDict((name, orientation.to_canonical(m)) for name, m in masks.items())
-        return rois.SliceROIs(section=section, ct=ct1, dose=dose1, masks=masks, isodose_gy=isodose)
+        # (a slab flipped to the patient orientation keeps its extent: only its slice order may change)
+        return rois.SliceROIs(section=section, ct=ct1, dose=dose1, masks=masks, isodose_gy=isodose, extent=extent)
 
     def roiAreas(self, roiSegmentationNode, ctNode) -> dict:
         """Area (mm²) of each ROI segment on the cross-section slice, measured as the library does."""
@@ -1646,7 +1662,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         sliceRois = self.sliceROIs(ctNode, alignedDoseNode, roiSegmentationNode)
         if options is None:
             options = self.extractionOptions(isodoseGy=sliceRois.isodose_gy,
-                                             isodoseTouchingGtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1")
+                                             isodoseTouchingGtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1",
+                                             section=sliceRois.extent.spec if sliceRois.extent else "largest")
         features = pipeline.extract_rois(sliceRois, options, progress=progress)
         self.stability = None
         if options.stability_screen:   # the library's screen, as the command line runs it
@@ -1672,6 +1689,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         tableNode.SetAttribute(self.ATTR_SETTINGS_HASH, settingsHash)
         tableNode.SetAttribute(self.ATTR_INDEX, str(sliceRois.section.index))
         tableNode.SetAttribute("DoseRadiomics.Config", options.config)
+        tableNode.SetAttribute(self.ATTR_SECTION, options.section)
         self._setTableStorage(tableNode)
         return tableNode, features
 
@@ -1872,6 +1890,8 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                             "--config", options.config, "--isodose", *[f"{t:g}" for t in options.isodose_gy])
         if options.isodose_touching_gtv:
             cmd.append("--isodose-touching-gtv")
+        if options.section != "largest":
+            cmd += ["--section", options.section]
         return cmd
 
     def trainCommand(self, manifest, outDir, seed: int = 0) -> list:

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "DoseRadiomicsLib.cohort",      # cohort-extract
     "DoseRadiomicsLib.robustness",  # robustness
     "DoseRadiomicsLib.training",    # train
+    "DoseRadiomicsLib.compare",     # compare (2D vs 2.5D vs 3D sections)
     "DoseRadiomicsLib.prediction",  # predict
     "DoseRadiomicsLib.report",      # report
     "DoseRadiomicsLib.validation",  # validate

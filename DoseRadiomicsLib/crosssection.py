@@ -132,3 +132,163 @@ def extract_slice(image: sitk.Image, section: CrossSection) -> sitk.Image:
         order = [a for a in range(3) if a != section.axis] + [section.axis]
         one = sitk.PermuteAxes(one, order)
     return one
+
+
+# ----------------------------------------------------------------------------- 2.5D and 3D sections
+#
+# ``--section largest`` (default, the paper): the largest cross-section as a one-slice image.
+# ``--section largest:K``: the slab of the K slices either side of it (2K + 1 slices) as one thin 3D
+# image, not K single-slice extractions averaged: pyradiomics' 3D texture matrices (13 directions) and
+# filters then see the through-plane neighbours, which an average of per-slice features never does.
+# Edge rule: the slab is centred on the largest cross-section and cut at the image's end (never
+# shifted), so near the first or last slice it has fewer slices on that side; the record says how many
+# were missing. Slices of the slab on which the GTV is absent stay in the image (their CT and dose are
+# the filters' neighbours) and hold no GTV / GTV-heat voxels; an isodose ROI holds whatever reaches the
+# dose there. ``--section volume``: the whole images; the GTV and isodose regions in 3D.
+
+SECTION_LARGEST = "largest"
+SECTION_VOLUME = "volume"
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """A parsed ``--section``: ``kind`` "largest" or "volume", ``half_width`` K of ``largest:K``."""
+
+    kind: str
+    half_width: int = 0
+
+    @property
+    def text(self) -> str:
+        return f"{SECTION_LARGEST}:{self.half_width}" if self.kind == SECTION_LARGEST and self.half_width \
+            else self.kind
+
+    @property
+    def is_single_slice(self) -> bool:
+        return self.kind == SECTION_LARGEST and self.half_width == 0
+
+    @property
+    def roi_suffix(self) -> str:
+        """What follows the ROI name in a feature name: '' (largest), '_25D<K>' (largest:K), '_3D'."""
+        if self.is_single_slice:
+            return ""
+        return f"_25D{self.half_width}" if self.kind == SECTION_LARGEST else "_3D"
+
+
+def parse_section(text, patient: str | None = None) -> SectionSpec:
+    """``"largest"``, ``"largest:K"`` (K >= 1 slices either side) or ``"volume"``; else a clear ROIError."""
+    raw = str(text if text is not None else SECTION_LARGEST).strip().lower()
+    if raw in (SECTION_LARGEST, SECTION_VOLUME):
+        return SectionSpec(raw)
+    head, sep, tail = raw.partition(":")
+    if head == SECTION_LARGEST and sep and tail.isdigit() and int(tail) >= 1:
+        return SectionSpec(SECTION_LARGEST, int(tail))
+    raise ROIError(f"unknown section '{text}'", patient=patient,
+                   hint="use 'largest' (the paper's one slice), 'largest:K' with K >= 1 (the K slices either "
+                        "side of it as one thin 3D image, e.g. largest:2) or 'volume' (the whole GTV in 3D)")
+
+
+@dataclass(frozen=True)
+class SectionExtent:
+    """The slices a section's features are computed on, along ``axis`` (indices ``first``..``last``).
+
+    ``centre`` is the largest cross-section's index; ``missing_below``/``missing_above`` the slices
+    ``largest:K`` asked for beyond the image's end; ``positions_mm`` each slice's position (as
+    :func:`slice_position_mm`); ``gtv_slices`` the indices of the slices that hold GTV voxels.
+    """
+
+    spec: str
+    axis: int
+    first: int
+    last: int
+    centre: int
+    missing_below: int = 0
+    missing_above: int = 0
+    positions_mm: tuple = field(default_factory=tuple)
+    gtv_slices: tuple = field(default_factory=tuple)
+
+    @property
+    def n_slices(self) -> int:
+        return self.last - self.first + 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["positions_mm"] = [round(float(p), 6) for p in self.positions_mm]
+        d["gtv_slices"] = list(self.gtv_slices)
+        d["n_slices"] = self.n_slices
+        d["axis_name"] = AXIS_NAMES.get(self.axis, str(self.axis))
+        notes = []
+        if self.missing_below or self.missing_above:
+            notes.append(f"the image ends {self.missing_below} slice(s) short below and {self.missing_above} "
+                         f"above the {self.spec} slab: it holds {self.n_slices} slices, not "
+                         f"{self.n_slices + self.missing_below + self.missing_above}")
+        empty = self.n_slices - len(self.gtv_slices)
+        if empty and self.spec != SECTION_VOLUME:
+            notes.append(f"{empty} slice(s) of the slab hold no GTV voxel (the GTV is thinner than the slab)")
+        d["notes"] = notes
+        return d
+
+
+def section_extent(mask: sitk.Image, section: CrossSection, spec, patient: str | None = None) -> SectionExtent:
+    """Where ``spec`` (a SectionSpec or its text) puts its slices around ``section`` on ``mask``'s grid."""
+    spec = spec if isinstance(spec, SectionSpec) else parse_section(spec, patient)
+    n = mask.GetSize()[section.axis]
+    if spec.kind == SECTION_VOLUME:
+        first, last, below, above = 0, n - 1, 0, 0
+    else:
+        k = spec.half_width
+        first, last = max(section.index - k, 0), min(section.index + k, n - 1)
+        below, above = k - (section.index - first), k - (last - section.index)
+    areas = slice_areas_mm2(mask, section.axis)
+    gtv = tuple(int(i) for i in range(first, last + 1) if areas[i] > 0)
+    positions = tuple(slice_position_mm(mask, section.axis, i) for i in range(first, last + 1))
+    return SectionExtent(spec=spec.text, axis=section.axis, first=first, last=last, centre=section.index,
+                         missing_below=below, missing_above=above, positions_mm=positions, gtv_slices=gtv)
+
+
+def extract_extent(image: sitk.Image, extent: SectionExtent, patient: str | None = None) -> sitk.Image:
+    """The slices of ``extent`` as one 3D image, physical geometry kept.
+
+    A ``largest:K`` slab has its slice axis last (as :func:`extract_slice`, so that the 2.5D image is
+    the one-slice image with neighbours); ``volume`` is the image as it is (3D features do not depend
+    on which axis the largest cross-section was sought along). Uneven slice spacing is refused: a
+    pyradiomics image needs one spacing, and interpolating slices would invent CT and dose.
+    """
+    from .slicegeom import slice_positions
+
+    positions = slice_positions(image)
+    if positions is not None:
+        steps = np.diff(positions[extent.first:extent.last + 1]) if extent.axis == 2 else np.array([])
+        if extent.axis != 2 or (steps.size and np.ptp(steps) > 1e-3):
+            raise ROIError(f"the CT has uneven slice spacing within the {extent.spec} section (steps "
+                           f"{sorted(set(np.round(steps, 3).tolist()))} mm): a 3D image needs one spacing",
+                           patient=patient, hint="use --section largest (one slice), or resample the CT "
+                                                 "to even slices first")
+    if extent.spec == SECTION_VOLUME:
+        out = sitk.Image(image)
+    else:
+        index = [0, 0, 0]
+        size = list(image.GetSize())
+        index[extent.axis] = extent.first
+        size[extent.axis] = extent.n_slices
+        out = sitk.RegionOfInterest(image, size=size, index=index)
+        if positions is not None:   # even steps here: the slab at its true place and step
+            direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
+            out.SetOrigin(tuple((np.asarray(image.GetOrigin(), float)
+                                 + direction[:, 2] * positions[extent.first]).tolist()))
+            step = float(np.diff(positions[extent.first:extent.last + 1]).mean()) if extent.n_slices > 1 \
+                else float(image.GetSpacing()[2])
+            out.SetSpacing(image.GetSpacing()[:2] + (step,))
+        if extent.axis != 2:
+            order = [a for a in range(3) if a != extent.axis] + [extent.axis]
+            out = sitk.PermuteAxes(out, order)
+    for key in out.GetMetaDataKeys():   # positions metadata no longer describes this grid
+        if key == "DoseRadiomics_slice_positions_mm":
+            out.EraseMetaData(key)
+    return out
+
+
+def extent_centre(extent: SectionExtent) -> CrossSection:
+    """The largest cross-section's place in an image cut by :func:`extract_extent` (for pictures)."""
+    if extent.spec == SECTION_VOLUME:
+        return CrossSection(axis=extent.axis, index=extent.centre, position_mm=0.0, area_mm2=0.0)
+    return CrossSection(axis=2, index=extent.centre - extent.first, position_mm=0.0, area_mm2=0.0)

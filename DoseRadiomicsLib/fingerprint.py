@@ -20,6 +20,10 @@ the same everywhere; no exp/sin/pow, whose SIMD implementations differ between n
 CT is rounded to integer HU and the dose stored as float32, as readers do. A test pins a digest of
 both arrays, so a change to the phantom cannot pass unnoticed: change ``PHANTOM_VERSION`` with it.
 
+For ``--section largest:K`` and ``volume`` the phantom is three slices (the slice shifted one
+pixel either way by ``np.roll``, which moves values without arithmetic), so that the through-plane
+computations of 2.5D and 3D features are checked too; ``largest`` keeps the one-slice phantom.
+
 **The tolerance.** Two values agree when ``|now - then| <= RTOL * max(|now|, |then|) + ATOL`` with
 ``RTOL = 1e-6`` and ``ATOL = 1e-12``, for every one of the phantom's features (3 ROIs x 1,595 in the
 paper configuration). Measured (README, *Compatibility fingerprint*): between numpy 1.26.4 / SciPy
@@ -116,7 +120,7 @@ def phantom_arrays(peak_gy: float = 66.0) -> tuple:
 
 
 def _image(array: np.ndarray) -> sitk.Image:
-    img = sitk.GetImageFromArray(array[np.newaxis])   # one slice: numpy (k, j, i)
+    img = sitk.GetImageFromArray(array if array.ndim == 3 else array[np.newaxis])   # numpy (k, j, i)
     img.SetSpacing(_SPACING)
     img.SetOrigin((-28.2, -28.2, 0.0))
     return img
@@ -130,10 +134,19 @@ def phantom_rois(options):
     # the plateau reaches the highest isodose with margin, as a prescription would
     peak = max(66.0, 1.15 * max(options.isodose_gy)) if options.isodose_gy else 66.0
     ct, dose, gtv = phantom_arrays(peak)
+    spec = options.section_spec
+    if not spec.is_single_slice:
+        # 2.5D and 3D sections see through-plane neighbours: three slices, the phantom shifted one pixel
+        # left, as it is, and one pixel right (np.roll moves values exactly, so no new arithmetic)
+        ct, dose, gtv = (np.stack([np.roll(a, -1, axis=1), a, np.roll(a, 1, axis=1)]) for a in (ct, dose, gtv))
     ct_img, dose_img, gtv_img = _image(ct), _image(dose), _image(gtv)
     section = largest_cross_section(gtv_img, axis=2, patient="phantom")
+    extent = None
+    if not spec.is_single_slice:
+        from .crosssection import section_extent
+        extent = section_extent(gtv_img, section, spec, patient="phantom")
     return make_rois(ct_img, dose_img, gtv_img, section, isodose_gy=options.isodose_gy,
-                     isodose_touching_gtv=options.isodose_touching_gtv, patient="phantom")
+                     isodose_touching_gtv=options.isodose_touching_gtv, patient="phantom", extent=extent)
 
 
 _computed: dict = {}     # options -> fingerprint: the libraries of a process do not change

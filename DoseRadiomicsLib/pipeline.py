@@ -47,11 +47,21 @@ class ExtractionOptions:
     register: bool = False           # rigid registration when frames differ and no transform
     #: the numerical-stability screen (:mod:`stability`) after the extraction; decides no feature value
     stability_screen: bool = True
+    #: "largest" (the paper's one slice), "largest:K" (the slab of K slices either side, one thin 3D
+    #: image) or "volume" (the whole GTV and isodose regions in 3D): see crosssection.parse_section
+    section: str = "largest"
 
     def __post_init__(self):
+        from .crosssection import parse_section
         from .rois import isodose_roi_names
         self.isodose_gy = tuple(float(x) for x in self.isodose_gy)
         isodose_roi_names(self.isodose_gy)   # before any work: 50 and 50.0000001 would share a name
+        self.section = parse_section(self.section).text
+
+    @property
+    def section_spec(self):
+        from .crosssection import parse_section
+        return parse_section(self.section)
 
     def parameter_paths(self) -> dict:
         return {"CT": Path(self.ct_params) if self.ct_params else parameter_file(self.config, "CT"),
@@ -113,6 +123,9 @@ def options_settings_hash(options: ExtractionOptions) -> str:
         "isodose_touching_gtv": options.isodose_touching_gtv,
         "axis": options.axis,
     }
+    if not options.section_spec.is_single_slice:
+        # only 2.5D/3D add it: the paper's section keeps the hash models trained before sections have
+        payload["section"] = options.section
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:16]
 
 
@@ -129,20 +142,50 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
     The ROIs of one slice (CT or dose) go to pyradiomics together, so that a filtered image is
     computed once for every ROI that sees the same one (:meth:`FeatureExtractor.extract_many`).
     """
+    cut_for = rois.extent.spec if rois.extent is not None else "largest"
+    if cut_for != options.section:   # before any work: the names would claim another section
+        from .errors import ROIError
+        raise ROIError(f"the ROIs were made for section {cut_for}, the extraction asks for section {options.section}",
+                       patient=patient, hint=f"make the ROIs again with section {options.section}, or extract "
+                                             f"with section {cut_for}")
     ex = extractors(options)
     by_modality: "OrderedDict[str, OrderedDict]" = OrderedDict()
     for name, mask in rois.masks.items():
         by_modality.setdefault(roi_modality(name), OrderedDict())[name] = mask
     per_roi = {}
+    where = "slice" if rois.extent is None else f"{rois.extent.spec} section"
     for modality, masks in by_modality.items():
         if progress:
-            progress(f"extracting {', '.join(masks)} on the {modality} slice")
+            progress(f"extracting {', '.join(masks)} on the {modality} {where}")
         per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient))
+    suffix = options.section_spec.roi_suffix
     row: "OrderedDict[str, float]" = OrderedDict()
     for name in rois.masks:
         for k, v in per_roi[name].items():
-            row[f"{name}{ROI_SEPARATOR}{k}"] = v
+            row[f"{name}{suffix}{ROI_SEPARATOR}{k}"] = v
     return row
+
+
+def section_roi_name(roi: str, section: str = "largest") -> str:
+    """The ROI part of a feature name under ``section``: ``GTV``, ``GTV_25D2`` (largest:2), ``GTV_3D`` (volume).
+
+    The suffix keeps pyradiomics' ``imageType_class_feature`` after ``__`` intact and makes the
+    features of one section unusable by a model of another (their names differ, as their settings hash).
+    """
+    from .crosssection import parse_section
+    return f"{roi}{parse_section(section).roi_suffix}"
+
+
+def section_of_columns(columns) -> str | None:
+    """The section whose feature names ``columns`` hold ("largest", "largest:K", "volume"), or None
+    when they hold none or a mixture."""
+    import re
+    found = set()
+    for c in feature_columns(columns):
+        roi = c.split(ROI_SEPARATOR, 1)[0]
+        m = re.search(r"_(25D(\d+)|3D)$", roi)
+        found.add("largest" if m is None else ("volume" if m.group(1) == "3D" else f"largest:{int(m.group(2))}"))
+    return found.pop() if len(found) == 1 else None
 
 
 def gtv_dose_statistics(dose_on_ct: sitk.Image, gtv: sitk.Image, isodose_gy=(50.0,)) -> "OrderedDict[str, float]":
@@ -180,8 +223,15 @@ def diagnostics_row(section: CrossSection, rois: SliceROIs, dose_stats: dict, co
     d["slice_index"] = section.index          # in the patient orientation (counted from the feet for axial)
     d["slice_index_stored"] = section.index if stored_index is None else stored_index  # in the file's image
     d["slice_position_mm"] = section.position_mm
-    for name, area in rois.areas_mm2().items():
+    for name, area in rois.areas_mm2().items():   # on the largest cross-section, whatever the section
         d[f"{name}_area_mm2"] = area
+    if rois.extent is not None:   # the slab's or volume's slices and ROI volumes (absent for largest)
+        d["section_first_index"] = rois.extent.first
+        d["section_last_index"] = rois.extent.last
+        d["section_slices"] = rois.extent.n_slices
+        d["section_gtv_slices"] = len(rois.extent.gtv_slices)
+        for name, volume in rois.volumes_mm3().items():
+            d[f"{name}_volume_mm3"] = volume
     dose = sitk.GetArrayViewFromImage(rois.dose)
     for name, mask in rois.masks.items():
         if roi_modality(name) == "dose":
@@ -255,8 +305,17 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
             section = largest_cross_section(gtv, axis=options.axis, patient=pid)
             say(f"[{pid}] largest cross-section: slice {section.index} at {section.position_mm:.1f} mm, "
                 f"GTV area {section.area_mm2:.1f} mm2")
+        extent = None
+        if not options.section_spec.is_single_slice:
+            from .crosssection import section_extent
+            if dose_statistics is not None:
+                raise InputError(f"section {options.section} needs a 3D dose: this dose exists on one slice only "
+                                 "(a dose-map picture)", patient=pid, hint="use --section largest")
+            extent = section_extent(gtv, section, options.section_spec, patient=pid)
+            say(f"[{pid}] {options.section} section: slices {extent.first}-{extent.last} "
+                f"({extent.n_slices}, GTV on {len(extent.gtv_slices)})")
         rois = make_rois(ct.image, dose_on_ct, gtv, section, isodose_gy=options.isodose_gy,
-                         isodose_touching_gtv=options.isodose_touching_gtv, patient=pid)
+                         isodose_touching_gtv=options.isodose_touching_gtv, patient=pid, extent=extent)
         dose_stats = dose_statistics if dose_statistics is not None else \
             gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
         timer.lap("slice_and_rois")
@@ -284,12 +343,14 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         "options": options.to_dict(),
         "parameter_files": {m: str(p) for m, p in options.parameter_paths().items()},
         "parameters": {m: e.parameters for m, e in ex.items()},
-        "expected_features_per_roi": {name: ex[roi_modality(name)].expected_count for name in rois.masks},
+        "expected_features_per_roi": {section_roi_name(name, options.section): ex[roi_modality(name)].expected_count
+                                      for name in rois.masks},
         **record,
         "ct": _image_summary(stored_ct),
         "orientation": orientation,
         "gtv": gtv_report(gtv),
         "cross_section": section.to_dict(),
+        "section": _section_record(section, rois, stored_index if orientation else None),
         "roi_areas_mm2": rois.areas_mm2(),
         "roi_pixels": rois.pixel_counts(),
         "gtv_dose_statistics": dose_stats,
@@ -299,6 +360,20 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
     }
     return PatientResult(patient_id=pid, features=row, record=jsonable(record), rois=rois,
                          dose_on_ct=dose_on_ct if keep_images else None)
+
+
+def _section_record(section: CrossSection, rois: SliceROIs, stored_index=None) -> dict:
+    """The slices the features come from: indices (patient orientation and, ``stored_index``, the file's),
+    positions in patient coordinates, the slab's edge and empty-slice notes."""
+    if rois.extent is None:
+        d = {"spec": "largest", "axis": section.axis, "first": section.index, "last": section.index,
+             "centre": section.index, "n_slices": 1, "positions_mm": [round(float(section.position_mm), 6)],
+             "gtv_slices": [section.index], "notes": []}
+    else:
+        d = rois.extent.to_dict()
+    if stored_index is not None:
+        d["stored_indices"] = [int(stored_index(section.axis, k)) for k in range(d["first"], d["last"] + 1)]
+    return d
 
 
 @dataclass
@@ -435,6 +510,11 @@ def add_extraction_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--config", default="paper", choices=["paper", "2d"],
                    help="'paper': the slice as a one-slice 3D image with 3D filters, 1,595 features per "
                         "ROI, the paper's names; '2d': true 2D (force2D, shape2D, 2D wavelet, LBP2D)")
+    g.add_argument("--section", default="largest", metavar="largest|largest:K|volume",
+                   help="where the features are computed: 'largest' (the paper: the largest cross-section, one "
+                        "slice); 'largest:K' (the K slices either side of it as one thin 3D image, e.g. "
+                        "largest:2, cut at the image's end; feature ROI names get '_25D<K>'); 'volume' (the "
+                        "whole GTV and isodose regions in 3D; names get '_3D'). Each has its own settings hash")
     g.add_argument("--ct-params", metavar="YAML", help="pyradiomics parameter file for the CT ROI "
                    "(overrides --config; bin width in HU)")
     g.add_argument("--dose-params", metavar="YAML", help="pyradiomics parameter file for the dose ROIs "
@@ -454,7 +534,8 @@ def options_from_args(args) -> ExtractionOptions:
     return ExtractionOptions(isodose_gy=tuple(args.isodose), isodose_touching_gtv=args.isodose_touching_gtv,
                              axis=AXES[str(args.axis)], config=args.config, ct_params=args.ct_params,
                              dose_params=args.dose_params, transform=args.transform, register=args.register,
-                             stability_screen=not getattr(args, "no_stability_screen", False))
+                             stability_screen=not getattr(args, "no_stability_screen", False),
+                             section=getattr(args, "section", "largest"))
 
 
 def register_cli(sub) -> None:

@@ -89,6 +89,7 @@ def predict_from_features(model: dict, features: Mapping[str, float], clinical: 
     ComBat harmonisation needs the patient's ``centre`` (see :func:`harmonise.harmonise_features`).
     """
     from .harmonise import harmonise_features
+    check_section(model, features)
     models = model["models"]
     features, warnings = harmonise_features(model.get("harmonisation"), features, centre)
     probabilities, linear, missing = {}, {}, []
@@ -140,6 +141,31 @@ def predict_from_features(model: dict, features: Mapping[str, float], clinical: 
             "missing": missing, "warnings": warnings}
 
 
+def _feature_inputs(model: dict) -> list:
+    return [f for m in (model.get("models") or {}).values() if isinstance(m, dict)
+            for f, s in zip(m.get("features") or [], m.get("sources") or []) if s == "feature"]
+
+
+def model_section(model: dict) -> str:
+    """The section (``largest``, ``largest:K``, ``volume``) the model's features were extracted on:
+    recorded in its extraction options, else told by its inputs' names."""
+    from .pipeline import section_of_columns
+    recorded = ((model.get("extraction") or {}).get("options") or {}).get("section")
+    return recorded or section_of_columns(_feature_inputs(model)) or "largest"
+
+
+def check_section(model: dict, features: Mapping, *, model_path=None) -> None:
+    """Refuse features of another section than the model's (their ROI names say which), ModelFileError."""
+    from .pipeline import section_of_columns
+    given = section_of_columns(list(features))
+    wanted = section_of_columns(_feature_inputs(model)) or model_section(model)
+    if given is not None and given != wanted:
+        raise ModelFileError(f"the model was trained on features of section {wanted}; these features are of "
+                             f"section {given}", path=model_path,
+                             hint=f"extract the patient with --section {wanted} (predict from images does it "
+                                  "automatically), or use a model trained on that section")
+
+
 def check_settings_hash(model: dict, features_hash, *, model_path=None, where: str = "the features") -> None:
     """Refuse features extracted with other settings than the model's (ModelFileError)."""
     expected = model["extraction"].get("settings_hash")
@@ -147,8 +173,8 @@ def check_settings_hash(model: dict, features_hash, *, model_path=None, where: s
         return
     if str(features_hash) != str(expected):
         raise ModelFileError(
-            f"settings hash mismatch: the model was trained on features with settings hash {expected}, "
-            f"{where} have {features_hash}", path=model_path,
+            f"settings hash mismatch: the model was trained on features of section {model_section(model)} with "
+            f"settings hash {expected}, {where} have {features_hash}", path=model_path,
             hint="extract the patient with the extraction settings the model was trained with "
                  "(predict from images uses them automatically), or retrain the model")
 

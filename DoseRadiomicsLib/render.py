@@ -89,6 +89,7 @@ def _draw(ax, ct, dose, masks, spacing, window, dmax, limits=None, linewidth=1.6
 
 
 def _slice_arrays(rois: SliceROIs):
+    rois = rois.centre_slices() if hasattr(rois, "centre_slices") else rois   # a slab or volume: its largest slice
     ct = sitk.GetArrayFromImage(rois.ct)[0].astype(float)
     dose = sitk.GetArrayFromImage(rois.dose)[0].astype(float)
     masks = {k: sitk.GetArrayFromImage(v)[0] != 0 for k, v in rois.masks.items()}

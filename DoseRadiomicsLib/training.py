@@ -931,6 +931,14 @@ def _feature_columns(columns) -> list:
         return [c for c in columns if "__" in str(c) and not str(c).startswith("diag__")]
 
 
+def section_roi_models(columns) -> dict:
+    """The paper's ROI models for the section whose feature names ``columns`` hold: RM_GTV on ``GTV``,
+    or on ``GTV_25D2`` for ``--section largest:2``, ``GTV_3D`` for ``volume`` (see pipeline.section_roi_name)."""
+    from .pipeline import section_of_columns, section_roi_name
+    section = section_of_columns(columns) or "largest"
+    return {model: section_roi_name(roi, section) for model, roi in DEFAULT_ROI_MODELS.items()}
+
+
 def _check_events(y: np.ndarray, where: str):
     n1, n0 = int(y.sum()), int(y.size - y.sum())
     if n1 == 0 or n0 == 0:
@@ -1031,7 +1039,7 @@ def train_models(features: pd.DataFrame, manifest, seed: int = 0, lasso_rule: st
     """
     from .environment import library_versions
 
-    roi_models = dict(roi_models or DEFAULT_ROI_MODELS)
+    roi_models = dict(roi_models or section_roi_models(features.columns))
     options = MethodOptions(lasso_rule=lasso_rule, alpha_univariate=alpha_univariate, ttest=ttest,
                             mannwhitney_exact=mannwhitney_exact, penalised=penalised,
                             roi_models=tuple(roi_models.items()), stability=stability,

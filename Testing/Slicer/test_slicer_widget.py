@@ -95,7 +95,8 @@ def _choose(combo, text):
     combo.currentIndex = index
 
 
-CHOICES = {"configComboBox": ("config", "2d"), "dosePictureModeComboBox": ("dosePictureMode", "intensity"),
+CHOICES = {"configComboBox": ("config", "2d"), "sectionComboBox": ("section", "largest:2"),
+           "dosePictureModeComboBox": ("dosePictureMode", "intensity"),
            "dosePictureColourTableComboBox": ("dosePictureColourTable", "rainbow"),
            "dosePictureBarOrientationComboBox": ("dosePictureBarOrientation", "horizontal"),
            "dosePictureRegistrationComboBox": ("dosePictureRegistration", "landmarks"),
