@@ -31,7 +31,8 @@ checked to be a regular file or a folder of at most :data:`MAX_FOLDER_FILES` fil
 a killed run resumes and loses nothing; failed patients are tried again. ``DIR/.lock`` keeps two runs
 from writing to one folder (a lock left by a dead process on this machine is taken over). A pool worker
 that dies fails its own patient only (the pool is rebuilt); pool workers exit within a second when their
-run is killed; SIGTERM stops a run like Ctrl-C (``doseradiomics`` exits 143, the lock released).
+run is killed (:func:`_die_with_parent`; a local Dask cluster's workers do so by distributed's own
+watch of their parent); SIGTERM stops a run like Ctrl-C (``doseradiomics`` exits 143, the lock released).
 """
 
 from __future__ import annotations
