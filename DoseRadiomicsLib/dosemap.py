@@ -596,7 +596,8 @@ def register_cli(sub) -> None:
     add_extraction_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="output folder")
-    o.add_argument("--no-png", action="store_true", help="skip slice.png")
+    o.add_argument("--no-png", action="store_true", help="skip slice.png (a previous one in OUT is removed: "
+                   "it would show another run)")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
