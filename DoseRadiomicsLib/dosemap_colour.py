@@ -175,16 +175,24 @@ def _read_raster(p: Path, patient):
 def _read_dicom_picture(p: Path, patient):
     import pydicom
 
+    from .limits import check_picture_pixels
+
     try:
         ds = pydicom.dcmread(str(p))
         stored = str(getattr(ds, "PhotometricInterpretation", "")).upper()
-        arr, photometric = _dicom_pixels(ds, stored)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken or unsupported files
         raise InputError(f"the DICOM dose-map picture cannot be read ({exc})", patient=patient, path=p) from None
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    # from the header, before the decoder allocates Rows x Columns x frames (a compressed file is small)
+    check_picture_pixels(rows, columns, frames, patient=patient, path=p)
     if frames > 1:
         raise InputError(f"the DICOM dose-map picture has {frames} frames; one picture is needed",
                          patient=patient, path=p, hint="export the one slice of the largest lesion")
+    try:
+        arr, photometric = _dicom_pixels(ds, stored)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken or unsupported files
+        raise InputError(f"the DICOM dose-map picture cannot be read ({exc})", patient=patient, path=p) from None
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     full = float(2 ** bits - 1)
     if photometric == "RGB":

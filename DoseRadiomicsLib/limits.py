@@ -11,7 +11,8 @@ variable                            default      what it bounds
 =================================== ============ ==================================================
 ``DOSERADIOMICS_MAX_DOSE_GY``       200          the largest dose value in a dose file, in Gy
 ``DOSERADIOMICS_MAX_GREY_LEVELS``   2000         grey levels an ROI spans at its bin width
-``DOSERADIOMICS_MAX_PICTURE_PIXELS`` 50000000    pixels of a dose-map picture (PIL's decoder too)
+``DOSERADIOMICS_MAX_PICTURE_PIXELS`` 50000000    pixels of a dose-map picture (PNG/JPEG by PIL's
+                                                 decoder, DICOM from Rows x Columns x frames)
 ``DOSERADIOMICS_DIRECTION_TOLERANCE`` 0.001      how far a direction matrix may be from orthonormal
 =================================== ============ ==================================================
 
@@ -113,3 +114,16 @@ def check_grey_levels(values: np.ndarray, bin_width: float, roi: str, what: str,
                          f"{top:g}", patient=patient,
                          hint="check the image's units (a dose in cGy read as Gy, a CT not in HU); if the "
                               f"values are genuine, raise {MAX_GREY_LEVELS[0]} or the bin width")
+
+
+def check_picture_pixels(rows: int, columns: int, frames: int = 1, patient=None, path=None) -> None:
+    """A picture whose header declares more than :data:`MAX_PICTURE_PIXELS` pixels (all frames) is
+    refused before it is decoded: a small compressed file can decode to gigabytes."""
+    top = limit(MAX_PICTURE_PIXELS)
+    n = int(rows) * int(columns) * max(1, int(frames))
+    if n > top:
+        size = f"{int(columns)} x {int(rows)}" + (f" x {int(frames)} frames" if int(frames) > 1 else "")
+        raise InputError(f"the dose-map picture has more pixels than the limit of {int(top):,} ({size} = "
+                         f"{n:,} in its header)", patient=patient, path=path,
+                         hint=f"a screen capture has a few million; if the picture is genuine, raise "
+                              f"{MAX_PICTURE_PIXELS[0]}")
