@@ -223,3 +223,42 @@ def test_contours_of_fewer_than_3_points_are_named(tmp_path, shared_data):
     with pytest.raises(InputError) as info:
         read_gtv(rs, ct, name="Tumor Bed")
     assert "fewer than 3 points" in str(info.value) and "CLOSED_PLANAR" not in str(info.value)
+
+
+def _slice_with_metal_beside_the_gtv():
+    """A one-slice CT: the GTV spans 40 grey levels (0..1000 HU at 25 HU), a 30,000 HU voxel just
+    outside it and inside pyradiomics' crop. The wavelet sub-bands spread its edge into the GTV, the
+    logarithm and square-root filters rescale to it: the GTV spans hundreds of grey levels there."""
+    rng = np.random.default_rng(5)
+    ct = np.full((1, 40, 40), 40.0)
+    ct[0, 15:25, 15:25] = rng.uniform(0, 1000, (10, 10))
+    ct[0, 14, 20] = 30000.0
+    mask = np.zeros((1, 40, 40), np.uint8)
+    mask[0, 15:25, 15:25] = 1
+    image, m = sitk.GetImageFromArray(ct), sitk.GetImageFromArray(mask)
+    for x in (image, m):
+        x.SetSpacing((1.0, 1.0, 3.0))
+    return image, m
+
+
+@pytest.mark.parametrize("route", ["one ROI", "ROIs sharing the filtered images"])
+def test_a_filtered_image_spanning_too_many_grey_levels_is_refused(route, monkeypatch):
+    from DoseRadiomicsLib.errors import InputError
+    from DoseRadiomicsLib.extraction import FeatureExtractor, parameter_file
+
+    image, mask = _slice_with_metal_beside_the_gtv()
+    fx = FeatureExtractor(parameter_file("paper", "CT"))
+    monkeypatch.setenv("DOSERADIOMICS_MAX_GREY_LEVELS", "300")     # the original's 40 pass
+    with pytest.raises(InputError) as info:
+        if route == "one ROI":
+            fx.extract(image, mask, roi="GTV", patient="P")
+        else:
+            assert fx.shares_filtered_images
+            fx.extract_many(image, {"GTV": mask, "GTV-copy": mask}, patient="P")
+    message = str(info.value)
+    assert "ROI GTV spans" in message and "more than 300" in message and "original" not in message
+    assert "DOSERADIOMICS_MAX_GREY_LEVELS" in message
+    assert "computeFeatures" not in vars(fx._extractor)       # the check is gone with the call
+    if route == "one ROI":      # raised, the same slice extracts
+        monkeypatch.setenv("DOSERADIOMICS_MAX_GREY_LEVELS", "2000")
+        assert len(fx.extract(image, mask, roi="GTV")) == fx.expected_count
