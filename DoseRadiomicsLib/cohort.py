@@ -57,7 +57,8 @@ import pandas as pd
 
 from . import __version__
 from .errors import DoseRadiomicsError, InputError, OutputError
-from .fileio import atomic_write_text, check_output_folder, ensure_folder, jsonable, output_error
+from .fileio import (atomic_write_text, check_output_folder, csv_cell_value, csv_safe_cell, ensure_folder, jsonable,
+                     output_error)
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
 
@@ -248,7 +249,9 @@ def _read_failures(path: Path) -> dict:
         return {}
     try:
         with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-            return {r["patient_id"]: r for r in csv.DictReader(fh) if r.get("patient_id")}
+            rows = ({k: csv_cell_value(v) if isinstance(v, str) else v for k, v in r.items()}
+                    for r in csv.DictReader(fh))
+            return {r["patient_id"]: r for r in rows if r.get("patient_id")}
     except (OSError, csv.Error):
         return {}
 
@@ -261,14 +264,8 @@ def _write_failures(path: Path, failures: dict, order: list) -> None:
     w = csv.DictWriter(buf, fieldnames=FAILURE_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _csv_safe(r.get(k, "")) for k in FAILURE_COLUMNS})
+        w.writerow({k: csv_safe_cell(r.get(k, "")) for k in FAILURE_COLUMNS})
     atomic_write_text(path, buf.getvalue())
-
-
-def _csv_safe(cell) -> str:
-    """A cell a spreadsheet will not run as a formula (a leading = + - @ is quoted with ')."""
-    text = "" if cell is None else str(cell)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _failure(pid: str, exc: BaseException) -> dict:

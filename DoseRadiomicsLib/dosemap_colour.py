@@ -275,7 +275,7 @@ def load_colour_table(name_or_path, dose_range) -> ColourTable:
                                   "or give a .json/.csv file")
         p = matches[0]
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")     # a spreadsheet's BOM would hide the first stop
         if p.suffix.lower() == ".json":
             doc = json.loads(text)
             positions = [float(s["position"]) for s in doc["stops"]]
@@ -288,6 +288,9 @@ def load_colour_table(name_or_path, dose_range) -> ColourTable:
             positions = [float(r[0]) for r in rows]
             colours = [[float(v) for v in r[1:4]] for r in rows]
             name = p.stem
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the colour table is not UTF-8 text (byte {exc.start})", path=p,
+                         hint="save it as UTF-8 ('CSV UTF-8' in a spreadsheet)") from None
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise InputError(f"the colour table cannot be read ({exc!r})", path=p,
                          hint="JSON with stops [{position, rgb}] or CSV position,r,g,b") from None

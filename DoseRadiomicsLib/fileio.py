@@ -58,6 +58,44 @@ def canonical_json(value) -> str:
 
 
 
+# ----------------------------------------------------------------------------- CSV cells
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_cell(cell) -> str:
+    """A CSV cell a spreadsheet will not run as a formula: text starting with = + - @ (or a tab or
+    carriage return) gets a leading ``'``, as spreadsheets themselves mark text. Numbers (``-1.5``,
+    ``-inf``) are left as they are: a spreadsheet reads them as numbers. :func:`csv_cell_value` undoes
+    it when the project reads its own CSVs back."""
+    text = "" if cell is None else str(cell)
+    if text[:1] in _FORMULA_START:
+        try:
+            float(text)
+            return text
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def csv_cell_value(text: str) -> str:
+    """The value :func:`csv_safe_cell` wrote (its leading ``'`` removed)."""
+    return text[1:] if text[:1] == "'" and text[1:2] in _FORMULA_START else text
+
+
+def csv_safe_frame(df):
+    """A copy of ``df`` whose text cells (and text index) are :func:`csv_safe_cell`'d, for pandas'
+    ``to_csv``."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = [csv_safe_cell(v) if isinstance(v, str) else v for v in out[c]]
+    if out.index.dtype == object:
+        out.index = [csv_safe_cell(v) if isinstance(v, str) else v for v in out.index]
+        out.index.name = df.index.name
+    return out
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 #: The one call that puts bytes on disk (tests inject ENOSPC here).

@@ -25,7 +25,8 @@ from . import __version__
 from .crosssection import CrossSection, largest_cross_section
 from .errors import DoseRadiomicsError, InputError
 from .extraction import FeatureExtractor, parameter_file
-from .fileio import atomic_write_files, atomic_write_text, canonical_json, check_output_folder, jsonable
+from .fileio import (atomic_write_files, atomic_write_text, canonical_json, check_output_folder, csv_safe_cell,
+                     jsonable)
 from .rois import SliceROIs, make_rois, roi_modality
 
 DIAGNOSTIC_PREFIX = "diag__"
@@ -382,7 +383,8 @@ def features_csv_text(rows: list) -> str:
     writer.writerow(columns)
     for r in rows:
         # repr keeps every digit of a float, so values read back bit for bit
-        writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
+        writer.writerow([repr(v) if isinstance(v, float) else csv_safe_cell(v) if isinstance(v, str) else v
+                         for v in (r[c] for c in columns)])
     return buf.getvalue()
 
 
