@@ -99,16 +99,18 @@ def test_ten_thousand_failing_rows_take_seconds(tmp_path, capsys):
     lines = [HEADER] + [f"X{i:05d},missing/ct{i}.nrrd,missing/d{i}.nrrd,missing/g{i}.nrrd,1,Gy\n"
                         for i in range(10_000)]
     (tmp_path / "m.csv").write_text("".join(lines))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = run_cohort(tmp_path / "m.csv", tmp_path / "out", progress=False)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     with capsys.disabled():
-        print(f"\n10,000 failing manifest rows: {seconds:.1f} s")
+        print(f"\n10,000 failing manifest rows: {seconds:.1f} s ({cpu:.1f} s of this process's CPU; load "
+              f"{os.getloadavg()[0]:.0f})")
     assert result.n_failed == 10_000
     with open(tmp_path / "out" / "failures.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 10_000 and rows[0]["patient_id"] == "X00000" and rows[-1]["patient_id"] == "X09999"
-    assert seconds < 30, seconds   # 486 s before (rewritten after every failure)
+    # 486 s before (rewritten after every failure); CPU, not wall time: the machine may be shared
+    assert cpu < 30, (seconds, cpu)
 
 
 def test_a_failures_csv_resaved_by_a_spreadsheet_does_not_stop_a_rerun(tmp_path):
