@@ -184,6 +184,8 @@ def _dicom_picture_header_only(path: Path, rows: int, columns: int) -> Path:
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     header = struct.pack("<16I", 3, 64, 64 + 2, 64 + 4, *([0] * 12))    # 3 segments of one RLE run each
     ds.PixelData = encapsulate([header + b"\x00\x00" * 3])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True     # encapsulated, as pydicom 2 and 3 both need it
     save_dicom_file(ds, path)
     return path
 
