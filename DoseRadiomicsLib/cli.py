@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import signal
 import sys
 import threading
@@ -71,7 +72,9 @@ def main(argv=None) -> int:
     try:
         return int(args.func(args) or 0)
     except DoseRadiomicsError as exc:
-        print(f"doseradiomics {args.command}: error: {exc}", file=sys.stderr)
+        # one line, whatever a library's message held (pydicom's list their plugins line by line)
+        one_line = re.sub(r"[ \t]*[\r\n]+[ \t]*", " ", str(exc).strip())
+        print(f"doseradiomics {args.command}: error: {one_line}", file=sys.stderr)
         return 1
     except Terminated:
         print(f"doseradiomics {args.command}: terminated (SIGTERM); a rerun resumes", file=sys.stderr)

@@ -31,7 +31,8 @@ checked to be a regular file or a folder of at most :data:`MAX_FOLDER_FILES` fil
 a killed run resumes and loses nothing; failed patients are tried again. ``DIR/.lock`` keeps two runs
 from writing to one folder (a lock left by a dead process on this machine is taken over). A pool worker
 that dies fails its own patient only (the pool is rebuilt); pool workers exit within a second when their
-run is killed; SIGTERM stops a run like Ctrl-C (``doseradiomics`` exits 143, the lock released).
+run is killed (:func:`_die_with_parent`; a local Dask cluster's workers do so by distributed's own
+watch of their parent); SIGTERM stops a run like Ctrl-C (``doseradiomics`` exits 143, the lock released).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ import pandas as pd
 
 from . import __version__
 from .errors import DoseRadiomicsError, InputError, OutputError
-from .fileio import atomic_write_text, check_output_folder, ensure_folder, jsonable, output_error
+from .fileio import (atomic_write_text, check_output_folder, csv_cell_value, csv_safe_cell, ensure_folder, jsonable,
+                     output_error)
 from .pipeline import write_features_csv
 from .progress import ProgressBar, format_duration
 
@@ -247,7 +249,9 @@ def _read_failures(path: Path) -> dict:
         return {}
     try:
         with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
-            return {r["patient_id"]: r for r in csv.DictReader(fh) if r.get("patient_id")}
+            rows = ({k: csv_cell_value(v) if isinstance(v, str) else v for k, v in r.items()}
+                    for r in csv.DictReader(fh))
+            return {r["patient_id"]: r for r in rows if r.get("patient_id")}
     except (OSError, csv.Error):
         return {}
 
@@ -260,14 +264,8 @@ def _write_failures(path: Path, failures: dict, order: list) -> None:
     w = csv.DictWriter(buf, fieldnames=FAILURE_COLUMNS, lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _csv_safe(r.get(k, "")) for k in FAILURE_COLUMNS})
+        w.writerow({k: csv_safe_cell(r.get(k, "")) for k in FAILURE_COLUMNS})
     atomic_write_text(path, buf.getvalue())
-
-
-def _csv_safe(cell) -> str:
-    """A cell a spreadsheet will not run as a formula (a leading = + - @ is quoted with ')."""
-    text = "" if cell is None else str(cell)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def _failure(pid: str, exc: BaseException) -> dict:

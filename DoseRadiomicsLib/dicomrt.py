@@ -710,13 +710,13 @@ def rasterise_rtstruct(path: Path, reference: sitk.Image, name=None, reference_f
     if not reference_frame_uid:
         report["warnings"].append("the CT has no DICOM frame of reference (not read from DICOM): the "
                                   "RTSTRUCT is assumed to be drawn on it")
-    for w in report["warnings"]:
-        log.warning("%s: %s", path, w)
-    if not mask.any():
+    if not mask.any():   # the error says why (its first warning): the command prints one line
         why = "has no contours" if not roi["contours"] else "has no contour on the CT grid"
         raise InputError(f"structure '{roi['name']}' {why}" + (f": {report['warnings'][0]}" if report["warnings"] else "")
                          + truncated, patient=patient, path=path,
                          hint="export the RTSTRUCT again" if truncated else "check that the RTSTRUCT belongs to this CT")
+    for w in report["warnings"]:
+        log.warning("%s: %s", path, w)
     image = sitk.GetImageFromArray(mask)
     image.CopyInformation(reference)
     return copy_slice_positions(reference, image), report

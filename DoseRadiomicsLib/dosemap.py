@@ -102,7 +102,10 @@ def read_landmarks(path, ct: sitk.Image, section: CrossSection, patient=None) ->
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
             rows = [r for r in csv.DictReader(fh)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the landmark file is not UTF-8 text (byte {exc.start})", patient=patient, path=p,
+                         hint="save it as UTF-8 ('CSV UTF-8' in a spreadsheet; a BOM and CRLF are fine)") from None
+    except (OSError, csv.Error) as exc:
         raise InputError(f"the landmark file cannot be read ({exc})", patient=patient, path=p) from None
     columns = {c.strip().lower() for c in (rows[0].keys() if rows else [])}
     pixel_cols, mm_cols = {"ct_column", "ct_row"}, {"ct_x_mm", "ct_y_mm", "ct_z_mm"}
@@ -596,7 +599,8 @@ def register_cli(sub) -> None:
     add_extraction_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="output folder")
-    o.add_argument("--no-png", action="store_true", help="skip slice.png")
+    o.add_argument("--no-png", action="store_true", help="skip slice.png (a previous one in OUT is removed: "
+                   "it would show another run)")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 

@@ -175,16 +175,24 @@ def _read_raster(p: Path, patient):
 def _read_dicom_picture(p: Path, patient):
     import pydicom
 
+    from .limits import check_picture_pixels
+
     try:
         ds = pydicom.dcmread(str(p))
         stored = str(getattr(ds, "PhotometricInterpretation", "")).upper()
-        arr, photometric = _dicom_pixels(ds, stored)
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken or unsupported files
         raise InputError(f"the DICOM dose-map picture cannot be read ({exc})", patient=patient, path=p) from None
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    # from the header, before the decoder allocates Rows x Columns x frames (a compressed file is small)
+    check_picture_pixels(rows, columns, frames, patient=patient, path=p)
     if frames > 1:
         raise InputError(f"the DICOM dose-map picture has {frames} frames; one picture is needed",
                          patient=patient, path=p, hint="export the one slice of the largest lesion")
+    try:
+        arr, photometric = _dicom_pixels(ds, stored)
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds for broken or unsupported files
+        raise InputError(f"the DICOM dose-map picture cannot be read ({exc})", patient=patient, path=p) from None
     bits = int(getattr(ds, "BitsStored", 8) or 8)
     full = float(2 ** bits - 1)
     if photometric == "RGB":
@@ -267,7 +275,7 @@ def load_colour_table(name_or_path, dose_range) -> ColourTable:
                                   "or give a .json/.csv file")
         p = matches[0]
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")     # a spreadsheet's BOM would hide the first stop
         if p.suffix.lower() == ".json":
             doc = json.loads(text)
             positions = [float(s["position"]) for s in doc["stops"]]
@@ -280,6 +288,9 @@ def load_colour_table(name_or_path, dose_range) -> ColourTable:
             positions = [float(r[0]) for r in rows]
             colours = [[float(v) for v in r[1:4]] for r in rows]
             name = p.stem
+    except UnicodeDecodeError as exc:
+        raise InputError(f"the colour table is not UTF-8 text (byte {exc.start})", path=p,
+                         hint="save it as UTF-8 ('CSV UTF-8' in a spreadsheet)") from None
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise InputError(f"the colour table cannot be read ({exc!r})", path=p,
                          hint="JSON with stops [{position, rgb}] or CSV position,r,g,b") from None

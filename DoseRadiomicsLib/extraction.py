@@ -28,6 +28,7 @@ from itertools import chain
 
 from .errors import ExtractionError, ROIError
 from .fileio import canonical_json
+from .limits import check_filtered_grey_levels, filtered_grey_levels_checked
 
 PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Parameters"
 # config name -> (CT parameter file, dose parameter file)
@@ -208,7 +209,8 @@ class FeatureExtractor:
         """Features of ``mask`` on ``image``: pyradiomics names -> float, diagnostics left out."""
         self._check_inputs(image, mask, roi, patient)
         try:
-            result = self._extractor.execute(image, mask, label=self.label)
+            with filtered_grey_levels_checked(self._extractor, roi, patient):
+                result = self._extractor.execute(image, mask, label=self.label)
         except (ValueError, RuntimeError, IndexError) as exc:
             raise ExtractionError(f"pyradiomics failed on ROI {roi}: {exc}", patient=patient) from exc
         return self._finish(result, roi, patient)
@@ -290,6 +292,7 @@ class FeatureExtractor:
             for filtered, type_name, kwargs in generators:
                 for roi, mask, bounding_box, vector in prepared:
                     cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
+                    check_filtered_grey_levels(cropped, cropped_mask, type_name, kwargs, roi)
                     vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
             for roi, _mask, _bb, vector in prepared:
                 out[roi] = vector

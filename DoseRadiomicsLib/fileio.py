@@ -58,10 +58,50 @@ def canonical_json(value) -> str:
 
 
 
+# ----------------------------------------------------------------------------- CSV cells
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_cell(cell) -> str:
+    """A CSV cell a spreadsheet will not run as a formula: text starting with = + - @ (or a tab or
+    carriage return) gets a leading ``'``, as spreadsheets themselves mark text. Numbers (``-1.5``,
+    ``-inf``) are left as they are: a spreadsheet reads them as numbers. :func:`csv_cell_value` undoes
+    it when the project reads its own CSVs back."""
+    text = "" if cell is None else str(cell)
+    if text[:1] in _FORMULA_START:
+        try:
+            float(text)
+            return text
+        except ValueError:
+            return "'" + text
+    return text
+
+
+def csv_cell_value(text: str) -> str:
+    """The value :func:`csv_safe_cell` wrote (its leading ``'`` removed)."""
+    return text[1:] if text[:1] == "'" and text[1:2] in _FORMULA_START else text
+
+
+def csv_safe_frame(df):
+    """A copy of ``df`` whose text cells (and text index) are :func:`csv_safe_cell`'d, for pandas'
+    ``to_csv``."""
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = [csv_safe_cell(v) if isinstance(v, str) else v for v in out[c]]
+    if out.index.dtype == object:
+        out.index = [csv_safe_cell(v) if isinstance(v, str) else v for v in out.index]
+        out.index.name = df.index.name
+    return out
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 #: The one call that puts bytes on disk (tests inject ENOSPC here).
 _write = os.write
+#: The rename that puts a finished temporary file of a group in place (tests inject failures here).
+_replace = os.replace
 
 _HINTS = {
     errno.ENOSPC: "free space on that disk, or write to another disk",
@@ -131,23 +171,48 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _backup(path: Path) -> Path:
+    """A second name for ``path``'s current file, beside it (a hard link; a copy where the
+    filesystem has none), so that a group can put it back. Ends in .tmp: a leftover is swept away
+    as a temporary."""
+    import shutil
+    import uuid
+
+    backup = path.parent / f".{path.name[:32]}.{uuid.uuid4().hex[:12]}.bak.tmp"
+    try:
+        os.link(path, backup)
+    except OSError:
+        shutil.copy2(path, backup)
+    return backup
+
+
 def atomic_write_files(files: dict) -> list:
-    """Write every ``path -> bytes or str`` of ``files`` atomically, as one group.
+    """Write every ``path -> bytes or str`` of ``files`` atomically, as one group: afterwards every
+    file is new, or every file is as it was.
 
     All temporary files are written and fsync'ed first; only when every one is complete are they
-    renamed over their targets, so a failure leaves every previous file as it was. Text is UTF-8.
-    Returns the paths. Raises :class:`OutputError` naming the file that failed.
+    renamed over their targets, in the order given, each previous file kept under a second name
+    until the last rename; if a rename fails, the ones already done are undone. A value of ``None``
+    removes that file as part of the group (an output this run does not write must not survive
+    beside the new ones). Put the file that records the others last: a kill between two renames
+    (microseconds) then leaves the previous record. Text is UTF-8. Returns the paths written.
+    Raises :class:`OutputError` naming the file that failed.
     """
-    staged = []   # (temporary path, target)
+    staged = []    # (temporary path or None to remove, target)
+    done = []      # (previous file's backup or None, target) for the renames made
+    backups = []
     current = None
     try:
         for path, data in files.items():
             current = path = Path(path)
-            if isinstance(data, str):
-                data = data.encode("utf-8")
             ensure_folder(path.parent)
             if path.is_dir():
                 raise output_error(_oserror(errno.EISDIR, path), path)
+            if data is None:
+                staged.append((None, path))
+                continue
+            if isinstance(data, str):
+                data = data.encode("utf-8")
             fd, tmp = _temp_beside(path)
             staged.append((tmp, path))
             try:
@@ -157,18 +222,36 @@ def atomic_write_files(files: dict) -> list:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        for tmp, path in staged:
-            current = path
-            os.replace(tmp, path)
+        try:
+            for tmp, path in staged:
+                current = path
+                backup = _backup(path) if os.path.lexists(path) and len(staged) > 1 else None
+                if backup is not None:
+                    backups.append(backup)
+                if tmp is not None:
+                    _replace(tmp, path)
+                elif os.path.lexists(path):
+                    os.unlink(path)
+                done.append((backup, path))
+        except BaseException:
+            for backup, path in reversed(done):    # undo: every previous file back in place
+                try:
+                    if backup is not None:
+                        os.replace(backup, path)
+                    else:
+                        path.unlink(missing_ok=True)
+                except OSError:
+                    pass
+            raise
         for folder in {p.parent for _, p in staged}:
             _fsync_folder(folder)
     except OSError as exc:
         raise output_error(exc, current) from None
     finally:
-        for tmp, _ in staged:
-            if tmp.exists():
-                tmp.unlink()
-    return [p for _, p in staged]
+        for leftover in [t for t, _ in staged if t is not None] + backups:
+            if leftover.exists():
+                leftover.unlink()
+    return [p for t, p in staged if t is not None]
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

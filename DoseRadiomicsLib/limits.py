@@ -10,8 +10,10 @@ is an environment variable a user with a genuine case can raise (README "Robustn
 variable                            default      what it bounds
 =================================== ============ ==================================================
 ``DOSERADIOMICS_MAX_DOSE_GY``       200          the largest dose value in a dose file, in Gy
-``DOSERADIOMICS_MAX_GREY_LEVELS``   2000         grey levels an ROI spans at its bin width
-``DOSERADIOMICS_MAX_PICTURE_PIXELS`` 50000000    pixels of a dose-map picture (PIL's decoder too)
+``DOSERADIOMICS_MAX_GREY_LEVELS``   2000         grey levels an ROI spans at its bin width, on the
+                                                 original image and on every filtered one
+``DOSERADIOMICS_MAX_PICTURE_PIXELS`` 50000000    pixels of a dose-map picture (PNG/JPEG by PIL's
+                                                 decoder, DICOM from Rows x Columns x frames)
 ``DOSERADIOMICS_DIRECTION_TOLERANCE`` 0.001      how far a direction matrix may be from orthonormal
 =================================== ============ ==================================================
 
@@ -23,6 +25,7 @@ as the same ROI name, a transform that cannot be inverted.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -113,3 +116,52 @@ def check_grey_levels(values: np.ndarray, bin_width: float, roi: str, what: str,
                          f"{top:g}", patient=patient,
                          hint="check the image's units (a dose in cGy read as Gy, a CT not in HU); if the "
                               f"values are genuine, raise {MAX_GREY_LEVELS[0]} or the bin width")
+
+
+def check_picture_pixels(rows: int, columns: int, frames: int = 1, patient=None, path=None) -> None:
+    """A picture whose header declares more than :data:`MAX_PICTURE_PIXELS` pixels (all frames) is
+    refused before it is decoded: a small compressed file can decode to gigabytes."""
+    top = limit(MAX_PICTURE_PIXELS)
+    n = int(rows) * int(columns) * max(1, int(frames))
+    if n > top:
+        size = f"{int(columns)} x {int(rows)}" + (f" x {int(frames)} frames" if int(frames) > 1 else "")
+        raise InputError(f"the dose-map picture has more pixels than the limit of {int(top):,} ({size} = "
+                         f"{n:,} in its header)", patient=patient, path=path,
+                         hint=f"a screen capture has a few million; if the picture is genuine, raise "
+                              f"{MAX_PICTURE_PIXELS[0]}")
+
+
+def check_filtered_grey_levels(image, mask, image_type: str, settings: dict, roi, patient=None) -> None:
+    """:func:`check_grey_levels` on one of pyradiomics' filtered images (cropped image and mask, as
+    its feature classes get them), at the bin width they will use. A filter can spread an ROI over
+    far more grey levels than the original: the logarithm and square-root filters rescale to the
+    largest value in the whole crop (a metal artefact beside the GTV), wavelet and gradient
+    amplify edges. The original image is checked before any filter runs."""
+    if image_type == "original" or settings.get("binCount"):
+        return
+    import SimpleITK as sitk
+
+    label = int(settings.get("label", 1))
+    values = sitk.GetArrayViewFromImage(image)[sitk.GetArrayViewFromImage(mask) == label]
+    check_grey_levels(values, float(settings.get("binWidth", 25)), roi, f"{image_type} image values", patient)
+
+
+@contextmanager
+def filtered_grey_levels_checked(extractor, roi, patient=None):
+    """Within this, pyradiomics' ``extractor.execute`` runs :func:`check_filtered_grey_levels` on each
+    filtered image before its feature classes (``execute`` calls ``computeFeatures`` once per image)."""
+    compute = extractor.computeFeatures
+
+    def checked(image, mask, image_type, **kwargs):
+        check_filtered_grey_levels(image, mask, image_type, kwargs, roi, patient)
+        return compute(image, mask, image_type, **kwargs)
+
+    had_own = "computeFeatures" in vars(extractor)
+    extractor.computeFeatures = checked
+    try:
+        yield
+    finally:
+        if had_own:
+            extractor.computeFeatures = compute
+        else:
+            del extractor.computeFeatures     # the class's method again (the extractor stays picklable)

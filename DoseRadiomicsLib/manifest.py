@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, ManifestError
+from .fileio import csv_cell_value
 
 MAX_MANIFEST_BYTES = 50 * 1024 * 1024
 
@@ -222,7 +223,8 @@ def read_manifest(path, extra_clinical=(), check_files: bool = False) -> Manifes
             raise ManifestError(f"has {len(r)} cells but the header has {len(header)} columns "
                                 f"(line {n + 1} of the file)", row=n, path=path,
                                 hint="check for an unquoted delimiter inside a value")
-        records.append({c: v.strip() for c, v in zip(header, r)})
+        # a leading ' before = + - @ is how the project's writers keep a cell from running as a formula
+        records.append({c: csv_cell_value(v.strip()) for c, v in zip(header, r)})
 
     extra = [_canonical(c) for c in extra_clinical]
     for c in extra:

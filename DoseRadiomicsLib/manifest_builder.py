@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from .errors import DoseRadiomicsError, InputError, ManifestError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, csv_cell_value, csv_safe_cell
 
 BUILT_COLUMNS = ("patient_id", "patient_dir", "ct", "dose", "gtv", "gtv_name")
 
@@ -60,7 +60,7 @@ def read_clinical(path) -> tuple[list, dict]:
             continue
         if len(r) != len(header):
             raise ManifestError(f"has {len(r)} cells but the header has {len(header)} columns", row=n, path=path)
-        rec = dict(zip(header, (c.strip() for c in r)))
+        rec = dict(zip(header, (csv_cell_value(c.strip()) for c in r)))
         if rec["patient_id"] in out:
             raise ManifestError(f"patient_id '{rec['patient_id']}' appears twice", row=n, path=path)
         out[rec["patient_id"]] = rec
@@ -144,7 +144,7 @@ def _csv(columns, rows) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     for r in rows:
-        w.writerow([r.get(c, "") for c in columns])
+        w.writerow([csv_safe_cell(r.get(c, "")) for c in columns])
     return buf.getvalue()
 
 

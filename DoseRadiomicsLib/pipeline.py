@@ -25,7 +25,8 @@ from . import __version__
 from .crosssection import CrossSection, largest_cross_section
 from .errors import DoseRadiomicsError, InputError
 from .extraction import FeatureExtractor, parameter_file
-from .fileio import atomic_write_files, atomic_write_text, canonical_json, check_output_folder, jsonable
+from .fileio import (atomic_write_files, atomic_write_text, canonical_json, check_output_folder, csv_safe_cell,
+                     jsonable)
 from .rois import SliceROIs, make_rois, roi_modality
 
 DIAGNOSTIC_PREFIX = "diag__"
@@ -466,30 +467,39 @@ def features_csv_text(rows: list) -> str:
     writer.writerow(columns)
     for r in rows:
         # repr keeps every digit of a float, so values read back bit for bit
-        writer.writerow([repr(v) if isinstance(v, float) else v for v in (r[c] for c in columns)])
+        writer.writerow([repr(v) if isinstance(v, float) else csv_safe_cell(v) if isinstance(v, str) else v
+                         for v in (r[c] for c in columns)])
     return buf.getvalue()
 
 
 def write_patient_outputs(result: PatientResult, out_dir, png: bool = True) -> dict:
-    """Write ``features.csv``, ``extraction.json`` and (with ``png``) ``slice.png`` into ``out_dir``.
+    """Write ``features.csv``, ``slice.png`` (with ``png``) and ``extraction.json`` into ``out_dir``.
 
     With the stability screen, ``feature_stability.json`` too (:func:`stability.sidecar_text`).
-    The files are written as one group: if any cannot be written, none is replaced.
+    One group (:func:`fileio.atomic_write_files`): all new or all as before. The record is renamed
+    last and holds the sha256 of the others, so a set that does not belong together shows; without
+    ``png`` a previous ``slice.png`` is removed with the group (it would show another run).
     """
     out = Path(out_dir)
     row = OrderedDict([("patient_id", result.patient_id), ("settings_hash", result.record["settings_hash"])])
     row.update(result.features)
-    paths = {"features": out / "features.csv", "record": out / "extraction.json"}
-    data = {paths["features"]: features_csv_text([row]),
-            paths["record"]: json.dumps(result.record, indent=2)}
+    paths = {"features": out / "features.csv"}
+    data = {paths["features"]: features_csv_text([row]).encode("utf-8")}
+    from .stability import SIDECAR, sidecar_text
+    data[out / SIDECAR] = None   # without the screen a previous sidecar goes (it would describe another run)
     if result.record.get("stability"):
-        from .stability import SIDECAR, sidecar_text
         paths["stability"] = out / SIDECAR
-        data[paths["stability"]] = sidecar_text(feature_columns(row), [(result.patient_id, result.record["stability"])])
+        data[paths["stability"]] = sidecar_text(feature_columns(row),
+                                                [(result.patient_id, result.record["stability"])]).encode("utf-8")
+    picture = None
     if png and result.rois is not None:
         from .render import slice_png_bytes
         paths["png"] = out / "slice.png"
-        data[paths["png"]] = slice_png_bytes(result.rois, title=f"patient {result.patient_id}")
+        picture = slice_png_bytes(result.rois, title=f"patient {result.patient_id}")
+    data[out / "slice.png"] = picture
+    outputs = {p.name: (hashlib.sha256(b).hexdigest() if b is not None else None) for p, b in data.items()}
+    paths["record"] = out / "extraction.json"
+    data[paths["record"]] = json.dumps({**result.record, "outputs_sha256": outputs}, indent=2)
     atomic_write_files(data)
     return paths
 
@@ -566,7 +576,8 @@ def register_cli(sub) -> None:
     add_extraction_options(p)
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="output folder")
-    o.add_argument("--no-png", action="store_true", help="skip slice.png")
+    o.add_argument("--no-png", action="store_true", help="skip slice.png (a previous one in OUT is removed: "
+                   "it would show another run)")
     o.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run_extract)
 

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .fileio import csv_cell_value, csv_safe_frame
 
 MODEL_NAMES = ("clinical", "RM_GTV", "DM_GTV", "DM_50Gy", "RDM", "combined")
 DEFAULT_ROI_MODELS = {"RM_GTV": "GTV", "DM_GTV": "GTV-heat", "DM_50Gy": "50Gy-heat"}
@@ -1287,7 +1288,7 @@ def read_features(path) -> pd.DataFrame:
         raise DataError("features table not found", path=path,
                         hint="run doseradiomics cohort-extract first and pass its features.csv")
     try:
-        return pd.read_csv(path, dtype={"patient_id": str, "settings_hash": str})
+        frame = pd.read_csv(path, dtype={"patient_id": str, "settings_hash": str})
     except UnicodeDecodeError as exc:
         raise DataError(f"the features table is not UTF-8 text (byte {exc.start})", path=path,
                         hint="a features table is a UTF-8 CSV (a BOM and CRLF line ends are fine), as "
@@ -1295,6 +1296,9 @@ def read_features(path) -> pd.DataFrame:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise DataError(f"cannot read the features table as CSV: {exc}", path=path,
                         hint="give the features.csv that extract or cohort-extract wrote") from None
+    if "patient_id" in frame:    # the writers' formula-safe ' undone
+        frame["patient_id"] = [csv_cell_value(v) if isinstance(v, str) else v for v in frame["patient_id"]]
+    return frame
 
 
 def read_ground_truth(path) -> pd.Series:
@@ -1451,7 +1455,7 @@ def run(args) -> int:
     for warning in trained.warnings:
         print(f"warning: {warning}")
     if args.predictions:
-        atomic_write_text(args.predictions, trained.patients.to_csv(index_label="patient_id"))
+        atomic_write_text(args.predictions, csv_safe_frame(trained.patients).to_csv(index_label="patient_id"))
         print(f"per-patient probabilities: {args.predictions}")
     print(f"model written to {args.out}")
     return 0

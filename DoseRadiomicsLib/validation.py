@@ -324,7 +324,7 @@ def render_validation_report(model: dict, result: dict) -> str:
 def write_validation(result: dict, model: dict, out_dir) -> tuple[Path, Path]:
     """validation.json, validation.html and predictions.csv (each patient's probabilities and risk
     group) in ``out_dir``, each written atomically."""
-    from .fileio import atomic_write_text, jsonable
+    from .fileio import atomic_write_text, csv_safe_frame, jsonable
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     j, h = out / "validation.json", out / "validation.html"
@@ -332,7 +332,7 @@ def write_validation(result: dict, model: dict, out_dir) -> tuple[Path, Path]:
     atomic_write_text(j, json.dumps(jsonable(body), indent=1, allow_nan=False) + "\n")
     atomic_write_text(h, render_validation_report(model, result))
     if result.get("patients") is not None:
-        atomic_write_text(out / "predictions.csv", result["patients"].to_csv(index_label="patient_id"))
+        atomic_write_text(out / "predictions.csv", csv_safe_frame(result["patients"]).to_csv(index_label="patient_id"))
     return j, h
 
 

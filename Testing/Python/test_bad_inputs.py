@@ -149,6 +149,8 @@ def test_each_bad_input_exits_1_with_the_message_and_no_traceback(corpus, tmp_pa
             problems.append(f"{case.name}: exit code {code}")
         if "error:" not in err or "Traceback" in err or not re.search(case.match, err, re.I | re.S):
             problems.append(f"{case.name}: stderr does not carry the message: {err!r}")
+        elif len([line for line in err.splitlines() if line.strip()]) != 1:
+            problems.append(f"{case.name}: more than the one error line: {err!r}")
         if case.inputs is not None and case.patient_id not in err:
             problems.append(f"{case.name}: patient not on stderr: {err!r}")
     assert not problems, "\n".join(problems)

@@ -21,6 +21,8 @@ unwritable ``--out`` in under a second, before it reads or fits anything.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import errno
 import os
 import subprocess
@@ -374,3 +376,87 @@ def test_the_process_prints_one_line_and_no_traceback(inputs, tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert "Not a directory" in done.stderr and str(tmp_path / "f") in done.stderr
+
+
+# ----------------------------------------------------------------------------- extract's outputs as one group
+
+@pytest.fixture(scope="module")
+def two_results(tmp_path_factory):
+    """Two patients' extractions: the first one's outputs are on disk, the second's would replace them."""
+    from DoseRadiomicsLib.pipeline import ExtractionOptions, PatientInputs, extract_patient
+
+    d = tmp_path_factory.mktemp("group")
+    results = []
+    for seed in (12, 13):
+        p = write_tiny_patient(d / f"p{seed}", seed=seed)
+        results.append(extract_patient(PatientInputs(patient_id=f"P{seed}", ct=str(p["ct"]), dose=str(p["dose"]),
+                                                     gtv=str(p["gtv"]), gtv_label=1),
+                                       ExtractionOptions(config="2d")))
+    return results
+
+
+GROUP = ["features.csv", "slice.png", "extraction.json"]
+
+
+def _fail_nth_file_write(n: int, real):
+    """A write stub: ENOSPC when the n-th file of the group (1-based) is written, half-way through."""
+    files = []     # by inode: a closed file's descriptor number is reused for the next
+
+    def write(fd, data):
+        inode = os.fstat(fd).st_ino
+        if inode not in files:
+            files.append(inode)
+        if len(files) == n:
+            real(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+    return write
+
+
+def _fail_nth_rename(n: int, real):
+    calls = []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if len(calls) == n:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(src, dst)
+    return replace
+
+
+@pytest.mark.parametrize("failure", ["2nd file written", "3rd file written", "2nd rename", "3rd rename"])
+def test_extract_outputs_are_replaced_all_together_or_not_at_all(failure, two_results, tmp_path, monkeypatch):
+    from DoseRadiomicsLib.pipeline import write_patient_outputs
+
+    old, new = two_results
+    out = tmp_path / "out"
+    write_patient_outputs(old, out)
+    before = snapshot(out)
+    assert sorted(before) == sorted(GROUP)
+    n = int(failure[0])
+    if failure.endswith("written"):
+        monkeypatch.setattr(fileio, "_write", _fail_nth_file_write(n, fileio._write))
+        reason = "No space left on device"
+    else:
+        monkeypatch.setattr(fileio, "_replace", _fail_nth_rename(n, fileio._replace))
+        reason = "Input/output error"
+    with pytest.raises(OutputError) as info:
+        write_patient_outputs(new, out)
+    assert reason in str(info.value) and str(out / GROUP[n - 1]) in str(info.value)
+    assert snapshot(out) == before, "a mixed set of old and new outputs, or a temporary left"
+    monkeypatch.undo()
+    write_patient_outputs(new, out)      # and with room, the whole new set
+    after = snapshot(out)
+    record = json.loads(after["extraction.json"])
+    assert all(after[name] != before[name] for name in GROUP)
+    assert record["outputs_sha256"] == {name: hashlib.sha256(after[name]).hexdigest() for name in GROUP[:2]}
+
+
+def test_extract_without_png_removes_the_previous_picture_with_the_group(two_results, tmp_path):
+    from DoseRadiomicsLib.pipeline import write_patient_outputs
+
+    old, new = two_results
+    write_patient_outputs(old, tmp_path)
+    write_patient_outputs(new, tmp_path, png=False)
+    assert sorted(os.listdir(tmp_path)) == ["extraction.json", "features.csv"]
+    assert json.loads((tmp_path / "extraction.json").read_text())["outputs_sha256"]["slice.png"] is None
