@@ -596,9 +596,19 @@ def _pool_results(todo: list, options, settings_hash: str, out: Path, workers: i
                     pending.pop(p.patient_id)
                     yield result
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_pool(pool)
             raise
         pool.shutdown(wait=not broke)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a pool now (Ctrl-C, SIGTERM): cancelling its futures is not enough, since the patients already
+    handed to the workers would run on, and the interpreter's exit would wait for them; a stopped worker
+    leaves at most a temporary file (every write is atomic)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_cohort(manifest_path, out_dir, options=None, workers: int = 1, progress: bool = True,

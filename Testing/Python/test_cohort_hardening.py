@@ -253,19 +253,34 @@ def test_a_killed_cohort_extract_leaves_no_worker_and_no_later_write(engine, tmp
     assert len(written) < 8, "the run was not cut short: nothing was tested"
 
 
-def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
-    manifest = write_tiny_cohort(tmp_path / "c", 6, seed=8)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_ends_a_run_like_ctrl_c(tmp_path, workers):
+    """SIGTERM to the parent alone (as a batch system sends it): the run stops now, workers included
+    (with a pool, the patients already handed to the workers once ran on and the parent waited for them)."""
+    manifest = write_tiny_cohort(tmp_path / "c", 12, seed=8)
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest",
-                             str(manifest), "--out", str(out), "--workers", "1", "--quiet"],
+                             str(manifest), "--out", str(out), "--workers", workers, "--quiet", "--config", "2d"],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.time() + 120
-    while not (out / ".lock").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.0)
+    deadline = time.time() + 240
+    while not list((out / "patients").glob("*.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers_seen = _descendants(proc.pid) if Path("/proc").is_dir() else set()
+    assert proc.poll() is None, "the run ended before the signal: nothing was tested"
+    at_signal = {p.name for p in (out / "patients").glob("*.json")}
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
+    # at most a patient whose last rename raced the signal; not the ones the workers were busy with
+    assert len({p.name for p in (out / "patients").glob("*.json")} - at_signal) <= 1
+    deadline = time.time() + 10
+    while any(_alive(w) for w in workers_seen) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers_seen if _alive(w)], "a worker outlived the terminated run"
+    written = sorted(p.name for p in (out / "patients").glob("*.json"))
+    assert len(written) < 12, "the run went on to the end after SIGTERM"
+    time.sleep(1.0)
+    assert sorted(p.name for p in (out / "patients").glob("*.json")) == written
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert not (out / ".lock").exists()
     assert not list(out.rglob(".*.tmp"))
