@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,11 @@ class FeatureExtractor:
         except Exception as exc:  # noqa: BLE001 - pyradiomics raises bare exceptions on bad settings
             raise ExtractionError(f"pyradiomics rejected the parameter file: {exc}", path=self.path) from exc
         self.expected_count = expected_feature_count(self.parameters)
+        # The exact engine (DoseRadiomicsLib/engine) for the feature classes; DOSERADIOMICS_ENGINE=
+        # pyradiomics turns it off (pyradiomics' own computeFeatures, the reference it is tested on).
+        from . import engine
+        self.use_engine = (os.environ.get("DOSERADIOMICS_ENGINE", "fast") != "pyradiomics"
+                           and engine.settings_supported(self._extractor.settings))
         self.settings_hash = hashlib.sha256(canonical_json(self.parameters).encode()).hexdigest()[:16]
 
     @property
@@ -208,7 +214,10 @@ class FeatureExtractor:
         """Features of ``mask`` on ``image``: pyradiomics names -> float, diagnostics left out."""
         self._check_inputs(image, mask, roi, patient)
         try:
-            result = self._extractor.execute(image, mask, label=self.label)
+            if self.use_engine and self.shares_filtered_images:
+                result = self._execute_shared(image, OrderedDict([(roi, mask)]))[roi]
+            else:
+                result = self._extractor.execute(image, mask, label=self.label)
         except (ValueError, RuntimeError, IndexError) as exc:
             raise ExtractionError(f"pyradiomics failed on ROI {roi}: {exc}", patient=patient) from exc
         return self._finish(result, roi, patient)
@@ -288,12 +297,45 @@ class FeatureExtractor:
                 args.update(custom)
                 generators = chain(generators, getattr(imops, f"get{image_type}Image")(group_image, filter_mask, **args))
             for filtered, type_name, kwargs in generators:
+                filtered_array = sitk.GetArrayViewFromImage(filtered) if self.use_engine else None
                 for roi, mask, bounding_box, vector in prepared:
-                    cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
-                    vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
+                    if filtered_array is None:
+                        cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
+                        vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
+                    else:
+                        vector.update(self._engine_features(filtered, filtered_array, mask, bounding_box,
+                                                            type_name, kwargs))
             for roi, _mask, _bb, vector in prepared:
                 out[roi] = vector
         return out
+
+    def compute_features(self, image: sitk.Image, mask: sitk.Image, image_type_name: str, **kwargs) -> "OrderedDict":
+        """pyradiomics' ``computeFeatures`` on one cropped (filtered) image and its mask: the same
+        names, order and values (``<image type>_<class>_<feature>``), from the engine where its
+        parity is proven and from pyradiomics otherwise (:mod:`DoseRadiomicsLib.engine`).
+        ``kwargs``: the image type's settings, as pyradiomics' filters yield them (default: this
+        parameter file's settings). Shape classes are not computed here, as in pyradiomics."""
+        settings = kwargs or self._extractor.settings.copy()
+        if not self.use_engine:
+            return self._extractor.computeFeatures(image, mask, image_type_name, **settings)
+        from . import engine
+        return engine.compute_features(image, mask, image_type_name, self._extractor.enabledFeatures,
+                                       settings, label=int(settings.get("label", self.label)))
+
+    def _engine_features(self, filtered, filtered_array, mask, bounding_box, type_name, kwargs):
+        """The engine on ``filtered`` cut to ``bounding_box`` as arrays: the same crop as pyradiomics'
+        cropToTumorMask(padDistance=0), without building two SimpleITK images per image and ROI."""
+        from . import engine
+        from radiomics import imageoperations as imops
+
+        bb = np.asarray(bounding_box)
+        box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(bb[0::2][::-1], bb[1::2][::-1]))
+        mask_array = sitk.GetArrayViewFromImage(mask)[box] == int(kwargs.get("label", self.label))
+
+        def sitk_images():       # for classes the engine leaves to pyradiomics
+            return imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
+        return engine.compute_from_arrays(filtered_array[box], mask_array, filtered.GetSpacing(), type_name,
+                                          self._extractor.enabledFeatures, kwargs, sitk_images)
 
     def _missing_image_types(self, features: dict) -> set:
         # pyradiomics prefixes: original_, wavelet-LLH_, lbp-3D-m1_, lbp-2D_ ...
