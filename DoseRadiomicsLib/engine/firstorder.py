@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._np import nanmean
+
 
 def features(x: np.ndarray, p_counts: np.ndarray, spacing, shift: float) -> dict:
     """``x``: the ROI's grey values (original, not binned), ``p_counts``: counts per present bin."""
@@ -18,14 +20,14 @@ def features(x: np.ndarray, p_counts: np.ndarray, spacing, shift: float) -> dict
 
     shifted_sq = np.nansum((x + shift) ** 2, 1)
     p10, p25, p75, p90 = np.nanpercentile(x, [10, 25, 75, 90], axis=1)
-    mean = np.nanmean(x, 1, keepdims=True)
+    mean = nanmean(x, 1, keepdims=True)
     mn, mx = np.nanmin(x, 1), np.nanmax(x, 1)
 
     # pyradiomics' _moment: nanmean((x - mean) ** k)
     dev = x - mean
-    m2 = np.nanmean(np.power(dev, 2), 1)
-    m3 = np.nanmean(np.power(dev, 3), 1)
-    m4 = np.nanmean(np.power(dev, 4), 1)
+    m2 = nanmean(np.power(dev, 2), 1)
+    m3 = nanmean(np.power(dev, 3), 1)
+    m4 = nanmean(np.power(dev, 4), 1)
     m2[m2 == 0] = 1   # flat region, as pyradiomics (which then leaves m3, m4 as they are)
 
     robust = x.copy()
@@ -44,8 +46,8 @@ def features(x: np.ndarray, p_counts: np.ndarray, spacing, shift: float) -> dict
         "Median": np.nanmedian(x, 1),
         "InterquartileRange": p75 - p25,
         "Range": mx - mn,
-        "MeanAbsoluteDeviation": np.nanmean(np.absolute(dev), 1),
-        "RobustMeanAbsoluteDeviation": np.nanmean(np.absolute(robust - np.nanmean(robust, 1, keepdims=True)), 1),
+        "MeanAbsoluteDeviation": nanmean(np.absolute(dev), 1),
+        "RobustMeanAbsoluteDeviation": nanmean(np.absolute(robust - nanmean(robust, 1, keepdims=True)), 1),
         "RootMeanSquared": np.sqrt(shifted_sq / n_vox),
         "Skewness": m3 / m2 ** 1.5,
         "Kurtosis": m4 / m2 ** 2.0,

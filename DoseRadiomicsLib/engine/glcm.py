@@ -2,13 +2,11 @@
 
 The matrix comes from pyradiomics' own C code (``cMatrices.calculate_glcm``), processed as
 pyradiomics' RadiomicsGLCM does (empty grey levels and angles removed, symmetrised, normalised per
-angle). Two of pyradiomics' Python loops are replaced by single operations that add the same terms
-in the same order, so the sums are the same:
+angle). Two of pyradiomics' Python loops are replaced by single operations:
 
-- p(x+y) and p(x-y): one ``bincount`` per marginal instead of a masked sum per k (bincount adds
-  the weights in input order, row-major over (i, j), as the masked sum does);
-- MCC's Q: one broadcast product summed over k instead of a loop over k (numpy adds along a
-  non-contiguous axis one slice after another, as the loop's ``+=`` does).
+- p(x+y) and p(x-y): one ``bincount`` per marginal instead of a masked sum per k; bincount adds
+  the weights in input order, row-major over (i, j), as the masked sum does, so the sums are equal;
+- MCC's Q: one product instead of a loop over k (see ``_mcc``: equal to the last bit or so).
 
 Returns None where pyradiomics takes an edge path this module does not reproduce (no pair of
 neighbours in any direction); the caller then uses pyradiomics' class.
@@ -18,9 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Above this many grey levels Q's (Ng, Ng, Ng, angles) product costs more than pyradiomics' loop
-# over k (measured); the loop is then kept, term for term the same.
-_Q_BROADCAST_MAX_NG = 40
+from ._np import nanmean
 
 
 def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
@@ -71,14 +67,14 @@ def features(p, grey_levels, ng) -> dict:
     log_p = np.log2(p + eps)
     hxy = (-1) * np.sum((p * log_p), (1, 2))
     out = {}
-    out["Autocorrelation"] = np.nanmean(np.sum(p * (i * j)[None, :, :, None], (1, 2)), 1)
+    out["Autocorrelation"] = nanmean(np.sum(p * (i * j)[None, :, :, None], (1, 2)), 1)
     out["JointAverage"] = ux.mean((1, 2, 3))
     ij_u = (i + j)[None, :, :, None] - ux - uy
     ij_u2 = ij_u ** 2
-    out["ClusterProminence"] = np.nanmean(np.sum(p * (ij_u ** 4), (1, 2)), 1)
-    out["ClusterShade"] = np.nanmean(np.sum(p * (ij_u ** 3), (1, 2)), 1)
-    out["ClusterTendency"] = np.nanmean(np.sum(p * ij_u2, (1, 2)), 1)
-    out["Contrast"] = np.nanmean(np.sum(p * ((np.abs(i - j))[None, :, :, None] ** 2), (1, 2)), 1)
+    out["ClusterProminence"] = nanmean(np.sum(p * (ij_u ** 4), (1, 2)), 1)
+    out["ClusterShade"] = nanmean(np.sum(p * (ij_u ** 3), (1, 2)), 1)
+    out["ClusterTendency"] = nanmean(np.sum(p * ij_u2, (1, 2)), 1)
+    out["Contrast"] = nanmean(np.sum(p * ((np.abs(i - j))[None, :, :, None] ** 2), (1, 2)), 1)
 
     di = i4 - ux
     dj = j4 - uy
@@ -87,15 +83,15 @@ def features(p, grey_levels, ng) -> dict:
     corm = np.sum(p * di * dj, (1, 2), keepdims=True)
     corr = corm / (sigx * sigy + eps)
     corr[sigx * sigy == 0] = 1
-    out["Correlation"] = np.nanmean(corr, (1, 2, 3))
+    out["Correlation"] = nanmean(corr, (1, 2, 3))
 
     kd = k_diff[None, :, None]
     diffavg = np.sum((kd * px_sub_y), 1, keepdims=True)
-    out["DifferenceAverage"] = np.nanmean(diffavg[:, 0], 1)
-    out["DifferenceEntropy"] = np.nanmean((-1) * np.sum((px_sub_y * np.log2(px_sub_y + eps)), 1), 1)
-    out["DifferenceVariance"] = np.nanmean(np.sum((px_sub_y * ((kd - diffavg) ** 2)), 1), 1)
-    out["JointEnergy"] = np.nanmean(np.sum((p ** 2), (1, 2)), 1)
-    out["JointEntropy"] = np.nanmean(hxy, 1)
+    out["DifferenceAverage"] = nanmean(diffavg[:, 0], 1)
+    out["DifferenceEntropy"] = nanmean((-1) * np.sum((px_sub_y * np.log2(px_sub_y + eps)), 1), 1)
+    out["DifferenceVariance"] = nanmean(np.sum((px_sub_y * ((kd - diffavg) ** 2)), 1), 1)
+    out["JointEnergy"] = nanmean(np.sum((p ** 2), (1, 2)), 1)
+    out["JointEntropy"] = nanmean(hxy, 1)
 
     hx = (-1) * np.sum((px * np.log2(px + eps)), (1, 2))
     hy = (-1) * np.sum((py * np.log2(py + eps)), (1, 2))
@@ -106,41 +102,39 @@ def features(p, grey_levels, ng) -> dict:
     imc1 = hxy - hxy1
     imc1[div != 0] /= div[div != 0]
     imc1[div == 0] = 0
-    out["Imc1"] = np.nanmean(imc1, 1)
+    out["Imc1"] = nanmean(imc1, 1)
     hxy2 = (-1) * np.sum((pxpy * log_pxpy), (1, 2))
     with np.errstate(invalid="ignore"):      # pyradiomics: a negative root is NaN, then left out
         imc2 = (1 - np.e ** (-2 * (hxy2 - hxy))) ** 0.5
     imc2[hxy2 == hxy] = 0
-    out["Imc2"] = np.nanmean(imc2, 1)
+    out["Imc2"] = nanmean(imc2, 1)
 
-    out["Idm"] = np.nanmean(np.sum(px_sub_y / (1 + (kd ** 2)), 1), 1)
+    out["Idm"] = nanmean(np.sum(px_sub_y / (1 + (kd ** 2)), 1), 1)
     out["MCC"] = _mcc(p, px, py, eps)
-    out["Idmn"] = np.nanmean(np.sum(px_sub_y / (1 + ((kd ** 2) / (ng ** 2))), 1), 1)
-    out["Id"] = np.nanmean(np.sum(px_sub_y / (1 + kd), 1), 1)
-    out["Idn"] = np.nanmean(np.sum(px_sub_y / (1 + (kd / ng)), 1), 1)
-    out["InverseVariance"] = np.nanmean(np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1), 1)
-    out["MaximumProbability"] = np.nanmean(np.amax(p, (1, 2)), 1)
-    out["SumAverage"] = np.nanmean(np.sum((k_sum[None, :, None] * px_add_y), 1), 1)
-    out["SumEntropy"] = np.nanmean((-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1), 1)
-    out["SumSquares"] = np.nanmean(np.sum((p * (di ** 2)), (1, 2)), 1)
+    out["Idmn"] = nanmean(np.sum(px_sub_y / (1 + ((kd ** 2) / (ng ** 2))), 1), 1)
+    out["Id"] = nanmean(np.sum(px_sub_y / (1 + kd), 1), 1)
+    out["Idn"] = nanmean(np.sum(px_sub_y / (1 + (kd / ng)), 1), 1)
+    out["InverseVariance"] = nanmean(np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1), 1)
+    out["MaximumProbability"] = nanmean(np.amax(p, (1, 2)), 1)
+    out["SumAverage"] = nanmean(np.sum((k_sum[None, :, None] * px_add_y), 1), 1)
+    out["SumEntropy"] = nanmean((-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1), 1)
+    out["SumSquares"] = nanmean(np.sum((p * (di ** 2)), (1, 2)), 1)
     return out
 
 
 def _mcc(p, px, py, eps):
-    n = p.shape[1]
-    if n <= _Q_BROADCAST_MAX_NG:
-        # terms (v, i, j, k, d) = P[i,k] P[j,k] / (px[i] py[k] + eps), summed over k in order
-        terms = ((p[:, :, None, :, :] * p[:, None, :, :, :])
-                 / (px[:, :, None, :, :] * py[:, None, :, :, :] + eps))
-        q = terms.sum(3)
-    else:
-        q = ((p[:, :, None, 0, :] * p[:, None, :, 0, :]) / (px[:, :, None, 0, :] * py[:, None, :, 0, :] + eps))
-        for gl in range(1, n):
-            q += ((p[:, :, None, gl, :] * p[:, None, :, gl, :]) / (px[:, :, None, 0, :] * py[:, None, :, gl, :] + eps))
-    eig = np.linalg.eigvals(q.transpose((0, 3, 1, 2)))
+    """pyradiomics' MCC: sqrt of Q's second-largest eigenvalue, Q[i, j] = sum_k P[i,k] P[j,k] /
+    (px[i] py[k] + eps), averaged over angles. Q is one product (einsum, no BLAS, so the result
+    does not depend on the thread count) instead of pyradiomics' loop over k: each term is divided
+    before it is multiplied, so Q can differ from pyradiomics' in the last bit; eigvals, sorting and
+    the real/complex handling are pyradiomics' own."""
+    pa = np.ascontiguousarray(p[0].transpose(2, 0, 1))                     # (angle, i, k)
+    d = px[0, :, 0, :].T[:, :, None] * py[0, 0].T[:, None, :] + eps       # (angle, i, k)
+    q = np.einsum("aik,ajk->aij", pa / d, pa, optimize=False)
+    eig = np.linalg.eigvals(q[None])
     eig.sort()
     if eig.shape[2] < 2:
         return 1
     with np.errstate(invalid="ignore"):
         mcc = np.sqrt(eig[:, :, -2])
-    return np.nanmean(mcc, 1).real
+    return nanmean(mcc, 1).real

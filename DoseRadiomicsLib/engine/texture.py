@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._np import nanmean
+
 _EPS = np.spacing(1)
 
 
@@ -52,7 +54,7 @@ def glrlm(binned, mask, grey_levels, ng, settings, cm):
     p_n = p / nr[:, None, None, :]
     sum_pg2 = np.sum((pg ** 2), 1)
     sum_pr2 = np.sum((pr ** 2), 1)
-    m = np.nanmean
+    m = nanmean
     return {
         "ShortRunEmphasis": m(np.sum((pr / j2), 1) / nr, 1),
         "LongRunEmphasis": m(np.sum((pr * j2), 1) / nr, 1),
