@@ -65,13 +65,16 @@ def compute_arrays(image_array: np.ndarray, mask_array: np.ndarray, spacing, set
     ng = int(np.max(grey_levels))
     cm = _matrices() if need_texture else None
     for cls in wanted:
-        if cls == "firstorder":
-            values = firstorder.features(image_array[mask], counts, spacing, settings.get("voxelArrayShift", 0))
-        elif cls == "glcm":
-            p = glcm.matrix(binned, mask, grey_levels, ng, settings, cm)
-            values = None if p is None else glcm.features(p, grey_levels, ng)
-        else:
-            values = getattr(texture, cls)(binned, mask, grey_levels, ng, settings, cm)
+        try:
+            if cls == "firstorder":
+                values = firstorder.features(image_array[mask], counts, spacing, settings.get("voxelArrayShift", 0))
+            elif cls == "glcm":
+                p = glcm.matrix(binned, mask, grey_levels, ng, settings, cm)
+                values = None if p is None else glcm.features(p, grey_levels, ng)
+            else:
+                values = getattr(texture, cls)(binned, mask, grey_levels, ng, settings, cm)
+        except (RuntimeError, ValueError, IndexError):
+            values = None       # pyradiomics' class then runs and raises (or not) as it does on its own
         if values is not None:
             out[cls] = values
     return out

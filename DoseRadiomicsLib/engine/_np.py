@@ -17,3 +17,25 @@ def nanmean(x, axis, keepdims=False):
     for a in axes:
         count *= x.shape[a]
     return total / count
+
+
+def angle_means(per_angle: dict) -> dict:
+    """``{name: np.nanmean(v, 1)}`` for many (1, angles) arrays in one reduction: each row of the
+    stack is summed as the (1, angles) array alone would be (the same pairwise sum along the
+    contiguous last axis), so every mean is nanmean's to the bit; rows with a NaN use nanmean."""
+    names = list(per_angle)
+    stack = np.concatenate([np.asarray(per_angle[n], dtype=float).reshape(1, -1) for n in names], 0)
+    means = np.sum(stack, axis=1) / stack.shape[1]
+    out = {n: means[k:k + 1] for k, n in enumerate(names)}
+    for k in np.flatnonzero(np.isnan(means)):
+        out[names[k]] = np.nanmean(stack[k:k + 1], 1)
+    return out
+
+
+def median_percentiles(x):
+    """nanmedian and nanpercentile(10, 25, 75, 90) of a (1, n) array: numpy's median and percentile
+    when there is no NaN (the same values, bit for bit, checked under numpy 1.26 and 2.4; without
+    the masked-array path nanmedian takes on small arrays)."""
+    if np.isnan(x).any():
+        return np.nanmedian(x, 1), np.nanpercentile(x, [10, 25, 75, 90], axis=1)
+    return np.median(x, 1), np.percentile(x, [10, 25, 75, 90], axis=1)

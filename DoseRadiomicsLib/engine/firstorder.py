@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import nanmean
+from ._np import median_percentiles, nanmean
 
 
 def features(x: np.ndarray, p_counts: np.ndarray, spacing, shift: float) -> dict:
@@ -19,7 +19,7 @@ def features(x: np.ndarray, p_counts: np.ndarray, spacing, shift: float) -> dict
     eps = np.spacing(1)
 
     shifted_sq = np.nansum((x + shift) ** 2, 1)
-    p10, p25, p75, p90 = np.nanpercentile(x, [10, 25, 75, 90], axis=1)
+    median, (p10, p25, p75, p90) = median_percentiles(x)
     mean = nanmean(x, 1, keepdims=True)
     mn, mx = np.nanmin(x, 1), np.nanmax(x, 1)
 
@@ -43,7 +43,7 @@ def features(x: np.ndarray, p_counts: np.ndarray, spacing, shift: float) -> dict
         "90Percentile": p90,
         "Maximum": mx,
         "Mean": mean[:, 0],
-        "Median": np.nanmedian(x, 1),
+        "Median": median,
         "InterquartileRange": p75 - p25,
         "Range": mx - mn,
         "MeanAbsoluteDeviation": nanmean(np.absolute(dev), 1),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import nanmean
+from ._np import angle_means, nanmean
 
 
 def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
@@ -67,14 +67,15 @@ def features(p, grey_levels, ng) -> dict:
     log_p = np.log2(p + eps)
     hxy = (-1) * np.sum((p * log_p), (1, 2))
     out = {}
-    out["Autocorrelation"] = nanmean(np.sum(p * (i * j)[None, :, :, None], (1, 2)), 1)
+    pa = {}      # per-angle values of the features pyradiomics averages with nanmean(., 1)
+    pa["Autocorrelation"] = np.sum(p * (i * j)[None, :, :, None], (1, 2))
     out["JointAverage"] = ux.mean((1, 2, 3))
     ij_u = (i + j)[None, :, :, None] - ux - uy
     ij_u2 = ij_u ** 2
-    out["ClusterProminence"] = nanmean(np.sum(p * (ij_u ** 4), (1, 2)), 1)
-    out["ClusterShade"] = nanmean(np.sum(p * (ij_u ** 3), (1, 2)), 1)
-    out["ClusterTendency"] = nanmean(np.sum(p * ij_u2, (1, 2)), 1)
-    out["Contrast"] = nanmean(np.sum(p * ((np.abs(i - j))[None, :, :, None] ** 2), (1, 2)), 1)
+    pa["ClusterProminence"] = np.sum(p * (ij_u ** 4), (1, 2))
+    pa["ClusterShade"] = np.sum(p * (ij_u ** 3), (1, 2))
+    pa["ClusterTendency"] = np.sum(p * ij_u2, (1, 2))
+    pa["Contrast"] = np.sum(p * ((np.abs(i - j))[None, :, :, None] ** 2), (1, 2))
 
     di = i4 - ux
     dj = j4 - uy
@@ -87,11 +88,11 @@ def features(p, grey_levels, ng) -> dict:
 
     kd = k_diff[None, :, None]
     diffavg = np.sum((kd * px_sub_y), 1, keepdims=True)
-    out["DifferenceAverage"] = nanmean(diffavg[:, 0], 1)
-    out["DifferenceEntropy"] = nanmean((-1) * np.sum((px_sub_y * np.log2(px_sub_y + eps)), 1), 1)
-    out["DifferenceVariance"] = nanmean(np.sum((px_sub_y * ((kd - diffavg) ** 2)), 1), 1)
-    out["JointEnergy"] = nanmean(np.sum((p ** 2), (1, 2)), 1)
-    out["JointEntropy"] = nanmean(hxy, 1)
+    pa["DifferenceAverage"] = diffavg[:, 0]
+    pa["DifferenceEntropy"] = (-1) * np.sum((px_sub_y * np.log2(px_sub_y + eps)), 1)
+    pa["DifferenceVariance"] = np.sum((px_sub_y * ((kd - diffavg) ** 2)), 1)
+    pa["JointEnergy"] = np.sum((p ** 2), (1, 2))
+    pa["JointEntropy"] = hxy
 
     hx = (-1) * np.sum((px * np.log2(px + eps)), (1, 2))
     hy = (-1) * np.sum((py * np.log2(py + eps)), (1, 2))
@@ -102,23 +103,24 @@ def features(p, grey_levels, ng) -> dict:
     imc1 = hxy - hxy1
     imc1[div != 0] /= div[div != 0]
     imc1[div == 0] = 0
-    out["Imc1"] = nanmean(imc1, 1)
+    pa["Imc1"] = imc1
     hxy2 = (-1) * np.sum((pxpy * log_pxpy), (1, 2))
     with np.errstate(invalid="ignore"):      # pyradiomics: a negative root is NaN, then left out
         imc2 = (1 - np.e ** (-2 * (hxy2 - hxy))) ** 0.5
     imc2[hxy2 == hxy] = 0
-    out["Imc2"] = nanmean(imc2, 1)
+    pa["Imc2"] = imc2
 
-    out["Idm"] = nanmean(np.sum(px_sub_y / (1 + (kd ** 2)), 1), 1)
+    pa["Idm"] = np.sum(px_sub_y / (1 + (kd ** 2)), 1)
     out["MCC"] = _mcc(p, px, py, eps)
-    out["Idmn"] = nanmean(np.sum(px_sub_y / (1 + ((kd ** 2) / (ng ** 2))), 1), 1)
-    out["Id"] = nanmean(np.sum(px_sub_y / (1 + kd), 1), 1)
-    out["Idn"] = nanmean(np.sum(px_sub_y / (1 + (kd / ng)), 1), 1)
-    out["InverseVariance"] = nanmean(np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1), 1)
-    out["MaximumProbability"] = nanmean(np.amax(p, (1, 2)), 1)
-    out["SumAverage"] = nanmean(np.sum((k_sum[None, :, None] * px_add_y), 1), 1)
-    out["SumEntropy"] = nanmean((-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1), 1)
-    out["SumSquares"] = nanmean(np.sum((p * (di ** 2)), (1, 2)), 1)
+    pa["Idmn"] = np.sum(px_sub_y / (1 + ((kd ** 2) / (ng ** 2))), 1)
+    pa["Id"] = np.sum(px_sub_y / (1 + kd), 1)
+    pa["Idn"] = np.sum(px_sub_y / (1 + (kd / ng)), 1)
+    pa["InverseVariance"] = np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1)
+    pa["MaximumProbability"] = np.amax(p, (1, 2))
+    pa["SumAverage"] = np.sum((k_sum[None, :, None] * px_add_y), 1)
+    pa["SumEntropy"] = (-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1)
+    pa["SumSquares"] = np.sum((p * (di ** 2)), (1, 2))
+    out.update(angle_means(pa))
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import nanmean
+from ._np import angle_means
 
 _EPS = np.spacing(1)
 
@@ -54,25 +54,24 @@ def glrlm(binned, mask, grey_levels, ng, settings, cm):
     p_n = p / nr[:, None, None, :]
     sum_pg2 = np.sum((pg ** 2), 1)
     sum_pr2 = np.sum((pr ** 2), 1)
-    m = nanmean
-    return {
-        "ShortRunEmphasis": m(np.sum((pr / j2), 1) / nr, 1),
-        "LongRunEmphasis": m(np.sum((pr * j2), 1) / nr, 1),
-        "GrayLevelNonUniformity": m(sum_pg2 / nr, 1),
-        "GrayLevelNonUniformityNormalized": m(sum_pg2 / (nr ** 2), 1),
-        "RunLengthNonUniformity": m(sum_pr2 / nr, 1),
-        "RunLengthNonUniformityNormalized": m(sum_pr2 / nr ** 2, 1),
-        "RunPercentage": m(nr / np.sum(pr * jv[None, :, None], 1), 1),
-        "GrayLevelVariance": m(np.sum(pg_n * (iv[None, :, None] - u_i) ** 2, 1), 1),
-        "RunVariance": m(np.sum(pr_n * (jv[None, :, None] - u_j) ** 2, 1), 1),
-        "RunEntropy": m(-np.sum(p_n * np.log2(p_n + _EPS), (1, 2)), 1),
-        "LowGrayLevelRunEmphasis": m(np.sum((pg / i2), 1) / nr, 1),
-        "HighGrayLevelRunEmphasis": m(np.sum((pg * i2), 1) / nr, 1),
-        "ShortRunLowGrayLevelEmphasis": m(np.sum((p / (i2_4 * j2_4)), (1, 2)) / nr, 1),
-        "ShortRunHighGrayLevelEmphasis": m(np.sum((p * i2_4 / j2_4), (1, 2)) / nr, 1),
-        "LongRunLowGrayLevelEmphasis": m(np.sum((p * j2_4 / i2_4), (1, 2)) / nr, 1),
-        "LongRunHighGrayLevelEmphasis": m(np.sum((p * (j2_4 * i2_4)), (1, 2)) / nr, 1),
-    }
+    return angle_means({
+        "ShortRunEmphasis": np.sum((pr / j2), 1) / nr,
+        "LongRunEmphasis": np.sum((pr * j2), 1) / nr,
+        "GrayLevelNonUniformity": sum_pg2 / nr,
+        "GrayLevelNonUniformityNormalized": sum_pg2 / (nr ** 2),
+        "RunLengthNonUniformity": sum_pr2 / nr,
+        "RunLengthNonUniformityNormalized": sum_pr2 / nr ** 2,
+        "RunPercentage": nr / np.sum(pr * jv[None, :, None], 1),
+        "GrayLevelVariance": np.sum(pg_n * (iv[None, :, None] - u_i) ** 2, 1),
+        "RunVariance": np.sum(pr_n * (jv[None, :, None] - u_j) ** 2, 1),
+        "RunEntropy": -np.sum(p_n * np.log2(p_n + _EPS), (1, 2)),
+        "LowGrayLevelRunEmphasis": np.sum((pg / i2), 1) / nr,
+        "HighGrayLevelRunEmphasis": np.sum((pg * i2), 1) / nr,
+        "ShortRunLowGrayLevelEmphasis": np.sum((p / (i2_4 * j2_4)), (1, 2)) / nr,
+        "ShortRunHighGrayLevelEmphasis": np.sum((p * i2_4 / j2_4), (1, 2)) / nr,
+        "LongRunLowGrayLevelEmphasis": np.sum((p * j2_4 / i2_4), (1, 2)) / nr,
+        "LongRunHighGrayLevelEmphasis": np.sum((p * (j2_4 * i2_4)), (1, 2)) / nr,
+    })
 
 
 def _zone_features(p, pz, pg, iv, jv, nz, prefix_small, prefix_large, names):
