@@ -296,15 +296,17 @@ class FeatureExtractor:
                 args = settings.copy()
                 args.update(custom)
                 generators = chain(generators, getattr(imops, f"get{image_type}Image")(group_image, filter_mask, **args))
-            for filtered, type_name, kwargs in generators:
-                filtered_array = sitk.GetArrayViewFromImage(filtered) if self.use_engine else None
-                for roi, mask, bounding_box, vector in prepared:
-                    if filtered_array is None:
+            if not self.use_engine:
+                for filtered, type_name, kwargs in generators:
+                    for roi, mask, bounding_box, vector in prepared:
                         cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
                         vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
-                    else:
-                        vector.update(self._engine_features(filtered, filtered_array, mask, bounding_box,
-                                                            type_name, kwargs))
+            else:
+                # the engine computes an ROI's filtered images together (one batch per settings)
+                filtered_images = list(generators)
+                for roi, mask, bounding_box, vector in prepared:
+                    for features in self._engine_features(filtered_images, mask, bounding_box):
+                        vector.update(features)
             for roi, _mask, _bb, vector in prepared:
                 out[roi] = vector
         return out
@@ -322,20 +324,33 @@ class FeatureExtractor:
         return engine.compute_features(image, mask, image_type_name, self._extractor.enabledFeatures,
                                        settings, label=int(settings.get("label", self.label)))
 
-    def _engine_features(self, filtered, filtered_array, mask, bounding_box, type_name, kwargs):
-        """The engine on ``filtered`` cut to ``bounding_box`` as arrays: the same crop as pyradiomics'
-        cropToTumorMask(padDistance=0), without building two SimpleITK images per image and ROI."""
+    def _engine_features(self, filtered_images: list, mask, bounding_box) -> list:
+        """The engine on an ROI's filtered images, each cut to ``bounding_box`` as arrays (the crop of
+        pyradiomics' cropToTumorMask(padDistance=0) without two SimpleITK images per image and ROI),
+        batched per distinct settings; one OrderedDict per image, in the images' order."""
         from . import engine
         from radiomics import imageoperations as imops
 
         bb = np.asarray(bounding_box)
         box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(bb[0::2][::-1], bb[1::2][::-1]))
-        mask_array = sitk.GetArrayViewFromImage(mask)[box] == int(kwargs.get("label", self.label))
+        mask_view = sitk.GetArrayViewFromImage(mask)[box]
+        batches: "OrderedDict[str, list]" = OrderedDict()
+        for index, (_filtered, _name, kwargs) in enumerate(filtered_images):
+            batches.setdefault(repr(sorted(kwargs.items())), []).append(index)
+        out = [None] * len(filtered_images)
+        for members in batches.values():
+            kwargs = filtered_images[members[0]][2]
+            mask_array = mask_view == int(kwargs.get("label", self.label))
 
-        def sitk_images():       # for classes the engine leaves to pyradiomics
-            return imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
-        return engine.compute_from_arrays(filtered_array[box], mask_array, filtered.GetSpacing(), type_name,
-                                          self._extractor.enabledFeatures, kwargs, sitk_images)
+            def sitk_images(b, members=members):       # for classes the engine leaves to pyradiomics
+                return imops.cropToTumorMask(filtered_images[members[b]][0], mask, bounding_box, padDistance=0)
+            arrays = [sitk.GetArrayViewFromImage(filtered_images[i][0])[box] for i in members]
+            results = engine.compute_batch(arrays, mask_array, [filtered_images[i][0].GetSpacing() for i in members],
+                                           [filtered_images[i][1] for i in members], self._extractor.enabledFeatures,
+                                           kwargs, sitk_images)
+            for i, r in zip(members, results):
+                out[i] = r
+        return out
 
     def _missing_image_types(self, features: dict) -> set:
         # pyradiomics prefixes: original_, wavelet-LLH_, lbp-3D-m1_, lbp-2D_ ...

@@ -45,39 +45,75 @@ def _matrices():
     return cMatrices
 
 
-def compute_arrays(image_array: np.ndarray, mask_array: np.ndarray, spacing, settings: dict,
-                   classes) -> dict:
-    """Engine values for ``classes`` on one image given as arrays (z, y, x) and a boolean mask.
-
-    Returns class name -> {feature name -> value} for the classes computed here; classes missing
-    from the result must be computed by pyradiomics.
+def compute_arrays(image_arrays: list, mask_array: np.ndarray, spacings: list, settings: dict, classes) -> list:
+    """Engine values for ``classes`` on a batch of images (z, y, x arrays of one shape) seen through
+    one boolean mask (an ROI's filtered images). One dict per image: class -> {feature -> value}
+    for the classes computed here; a class missing from an image's dict is pyradiomics' to compute.
     """
     from radiomics import imageoperations
 
     wanted = [c for c in classes if c in ENGINE_CLASSES]
+    out = [{} for _ in image_arrays]
     if not wanted or not settings_supported(settings):
-        return {}
+        return out
     mask = np.asarray(mask_array, dtype=bool)
-    out = {}
-    need_texture = any(c != "firstorder" for c in wanted)
-    binned, _edges = imageoperations.binImage(image_array, mask, **settings)
-    grey_levels, counts = np.unique(binned[mask], return_counts=True)
-    ng = int(np.max(grey_levels))
-    cm = _matrices() if need_texture else None
-    for cls in wanted:
+    cm = _matrices()
+    binned, levels, counts, ngs = [], [], [], []
+    for arr in image_arrays:
+        b, _edges = imageoperations.binImage(arr, mask, **settings)
+        gl, c = np.unique(b[mask], return_counts=True)
+        binned.append(b)
+        levels.append(gl)
+        counts.append(c)
+        ngs.append(int(np.max(gl)))
+
+    def guarded(fn, *args):
         try:
-            if cls == "firstorder":
-                values = firstorder.features(image_array[mask], counts, spacing, settings.get("voxelArrayShift", 0))
-            elif cls == "glcm":
-                p = glcm.matrix(binned, mask, grey_levels, ng, settings, cm)
-                values = None if p is None else glcm.features(p, grey_levels, ng)
-            else:
-                values = getattr(texture, cls)(binned, mask, grey_levels, ng, settings, cm)
+            return fn(*args)
         except (RuntimeError, ValueError, IndexError):
-            values = None       # pyradiomics' class then runs and raises (or not) as it does on its own
-        if values is not None:
-            out[cls] = values
+            return None     # pyradiomics' class then runs and raises (or not) as it does on its own
+
+    for cls in wanted:
+        if cls == "firstorder":
+            x = np.stack([arr[mask] for arr in image_arrays])
+            values = guarded(firstorder.features, x, counts, spacings, settings.get("voxelArrayShift", 0))
+            for b, v in enumerate(values or ()):
+                out[b][cls] = v
+        elif cls == "glcm":
+            mats = [guarded(glcm.matrix, binned[b], mask, levels[b], ngs[b], settings, cm)
+                    for b in range(len(image_arrays))]
+            ok = [b for b, m in enumerate(mats) if m is not None]
+            # one ROI: the same angles survive in every image; batch those that agree with the first
+            ok = [b for b in ok if mats[b].shape[3] == mats[ok[0]].shape[3]] if ok else []
+            for group in _size_groups(ok, [mats[b].shape[1] for b in ok]):
+                values = guarded(glcm.features, [mats[b] for b in group], [levels[b] for b in group],
+                                 [ngs[b] for b in group])
+                for b, v in zip(group, values or ()):
+                    out[b][cls] = v
+        else:
+            fn = getattr(texture, cls)
+            for b in range(len(image_arrays)):
+                v = guarded(fn, binned[b], mask, levels[b], ngs[b], settings, cm)
+                if v is not None:
+                    out[b][cls] = v
     return out
+
+
+def _size_groups(members: list, sizes: list) -> list:
+    """``members`` in groups of similar matrix size, so that zero-padding a group to its largest
+    matrix costs little (padding leaves the values alone, but not the time)."""
+    order = sorted(range(len(members)), key=lambda k: sizes[k])
+    groups, current, lo = [], [], None
+    for k in order:
+        if current and sizes[k] > 1.25 * lo + 4:
+            groups.append(current)
+            current = []
+        if not current:
+            lo = sizes[k]
+        current.append(members[k])
+    if current:
+        groups.append(current)
+    return groups
 
 
 def compute_features(image, mask, image_type_name: str, enabled_features: dict, settings: dict,
@@ -92,40 +128,42 @@ def compute_features(image, mask, image_type_name: str, enabled_features: dict, 
 
     image_array = sitk.GetArrayFromImage(image)
     mask_array = sitk.GetArrayFromImage(mask) == label
-    return compute_from_arrays(image_array, mask_array, image.GetSpacing(), image_type_name,
-                               enabled_features, settings, lambda: (image, mask))
+    return compute_batch([image_array], mask_array, [image.GetSpacing()], [image_type_name],
+                         enabled_features, settings, lambda b: (image, mask))[0]
 
 
-def compute_from_arrays(image_array, mask_array, spacing, image_type_name, enabled_features, settings,
-                        sitk_images) -> "OrderedDict[str, float]":
-    """:func:`compute_features` on arrays; ``sitk_images()`` gives the SimpleITK (image, mask) pair
-    pyradiomics needs for any class the engine leaves to it."""
+def compute_batch(image_arrays, mask_array, spacings, image_type_names, enabled_features, settings,
+                  sitk_images) -> list:
+    """:func:`compute_features` for a batch of images seen through one mask, given as arrays; one
+    OrderedDict per image. ``sitk_images(b)`` gives image b's SimpleITK (image, mask) pair, which
+    pyradiomics needs for a class the engine leaves to it."""
     from radiomics import getFeatureClasses
 
     classes = [c for c in enabled_features if not c.startswith("shape")]
-    done = compute_arrays(image_array, mask_array, spacing, settings, classes)
+    done = compute_arrays(image_arrays, mask_array, spacings, settings, classes)
     feature_classes = getFeatureClasses()
-    vector = OrderedDict()
-    for cls in classes:
-        names = enabled_features[cls]
-        values = done.get(cls)
-        if values is not None and names is not None and any(n not in values for n in names):
-            values = None      # a feature the engine does not compute (deprecated, enabled by name)
-        if values is None:
-            stats["fallback"] += 1
-            image, mask = sitk_images()
-            instance = feature_classes[cls](image, mask, **settings)
-            for name in names or ():
-                instance.enableFeatureByName(name)
-            for name, value in instance.execute().items():
-                vector[f"{image_type_name}_{cls}_{name}"] = value
-            continue
-        stats["engine"] += 1
-        if names is None:
-            names = _default_names(feature_classes[cls])
-        for name in names:
-            vector[f"{image_type_name}_{cls}_{name}"] = np.squeeze(values[name])
-    return vector
+    vectors = []
+    for b, type_name in enumerate(image_type_names):
+        vector = OrderedDict()
+        for cls in classes:
+            names = enabled_features[cls]
+            values = done[b].get(cls)
+            if values is not None and names is not None and any(n not in values for n in names):
+                values = None      # a feature the engine does not compute (deprecated, enabled by name)
+            if values is None:
+                stats["fallback"] += 1
+                image, mask = sitk_images(b)
+                instance = feature_classes[cls](image, mask, **settings)
+                for name in names or ():
+                    instance.enableFeatureByName(name)
+                for name, value in instance.execute().items():
+                    vector[f"{type_name}_{cls}_{name}"] = value
+                continue
+            stats["engine"] += 1
+            for name in names if names is not None else _default_names(feature_classes[cls]):
+                vector[f"{type_name}_{cls}_{name}"] = np.squeeze(values[name])
+        vectors.append(vector)
+    return vectors
 
 
 _DEFAULT_NAMES: dict = {}

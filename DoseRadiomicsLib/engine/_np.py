@@ -39,3 +39,14 @@ def median_percentiles(x):
     if np.isnan(x).any():
         return np.nanmedian(x, 1), np.nanpercentile(x, [10, 25, 75, 90], axis=1)
     return np.median(x, 1), np.percentile(x, [10, 25, 75, 90], axis=1)
+
+
+def angle_means_batch(per_angle: dict) -> dict:
+    """:func:`angle_means` for (images, angles) arrays: ``{name: (images,) means}``."""
+    names = list(per_angle)
+    stack = np.concatenate([np.asarray(per_angle[n], dtype=float) for n in names], 0)
+    n_img = len(stack) // len(names)
+    means = np.sum(stack, axis=1) / stack.shape[1]
+    for k in np.flatnonzero(np.isnan(means)):
+        means[k] = np.nanmean(stack[k:k + 1], 1)[0]
+    return {n: means[k * n_img:(k + 1) * n_img] for k, n in enumerate(names)}

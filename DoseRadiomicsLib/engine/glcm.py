@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import angle_means, nanmean
+from ._np import angle_means_batch
 
 
 def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
@@ -39,43 +39,56 @@ def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
     return p
 
 
-def features(p, grey_levels, ng) -> dict:
+def features(mats: list, level_sets: list, ngs: list) -> list:
+    """GLCM features of a batch of images (one ROI's filtered images): ``mats[b]`` from
+    :func:`matrix`, ``level_sets[b]`` its present grey levels, ``ngs[b]`` its highest level. The
+    matrices are zero-padded to one (images, N, N, angles) stack: every sum below runs over
+    non-contiguous axes (numpy adds those one element after another in row-major order), so the
+    padded zeros leave each image's sums as they are alone. One dict of (1,)-arrays per image."""
+    n_img = len(mats)
+    n_angles = mats[0].shape[3]
+    sizes = [m.shape[1] for m in mats]
+    big = max(sizes)
+    p = np.zeros((n_img, big, big, n_angles))
+    levels = np.empty((n_img, big))
+    for b, (m, gl) in enumerate(zip(mats, level_sets)):
+        p[b, :sizes[b], :sizes[b]] = m[0]
+        levels[b, :sizes[b]] = gl
+        levels[b, sizes[b]:] = gl[-1]        # padding: any level (its probabilities are 0)
     eps = np.spacing(1)
-    levels = grey_levels.astype("float")
-    i, j = np.meshgrid(levels, levels, indexing="ij", sparse=True)
-    n_angles = p.shape[3]
-    k_sum = np.arange(2, (ng * 2) + 1, dtype="float")
-    k_diff = np.arange(0, ng, dtype="float")
+    ng = np.asarray(ngs, dtype=float)[:, None, None]
+    i4 = levels[:, :, None, None]
+    j4 = levels[:, None, :, None]
+    k_sum = np.arange(2, (max(ngs) * 2) + 1, dtype="float")
+    k_diff = np.arange(0, max(ngs), dtype="float")
 
     px = p.sum(2, keepdims=True)
     py = p.sum(1, keepdims=True)
-    i4 = i[None, :, :, None]
-    j4 = j[None, :, :, None]
     ux = np.sum(i4 * p, (1, 2), keepdims=True)
     uy = np.sum(j4 * p, (1, 2), keepdims=True)
 
-    # p(x+y)[k], p(x-y)[k]: bins (i + j - 2) and |i - j|, angle-major so each angle's bins are contiguous
-    gi = grey_levels.astype(np.intp)
-    flat = np.transpose(p[0], (2, 0, 1)).reshape(n_angles, -1)       # (angles, i*j) row-major in (i, j)
-    offsets = (np.arange(n_angles) * len(k_sum))[:, None]
-    sum_idx = (gi[:, None] + gi[None, :] - 2).ravel()[None, :] + offsets
-    px_add_y = np.bincount(sum_idx.ravel(), flat.ravel(), n_angles * len(k_sum)).reshape(n_angles, -1).T[None]
-    offsets = (np.arange(n_angles) * len(k_diff))[:, None]
-    diff_idx = np.abs(gi[:, None] - gi[None, :]).ravel()[None, :] + offsets
-    px_sub_y = np.bincount(diff_idx.ravel(), flat.ravel(), n_angles * len(k_diff)).reshape(n_angles, -1).T[None]
+    # p(x+y)[k], p(x-y)[k]: bins (i + j - 2) and |i - j| per (image, angle), weights added in
+    # row-major (i, j) order as pyradiomics' masked sums add them
+    gi = levels.astype(np.intp)
+    flat = np.transpose(p, (0, 3, 1, 2)).reshape(n_img * n_angles, -1)
+    img_of_row = np.repeat(np.arange(n_img), n_angles)
+    rows = np.arange(n_img * n_angles)[:, None]
+    sum_idx = (gi[:, :, None] + gi[:, None, :] - 2).reshape(n_img, -1)[img_of_row] + rows * len(k_sum)
+    px_add_y = np.bincount(sum_idx.ravel(), flat.ravel(), n_img * n_angles * len(k_sum))
+    px_add_y = px_add_y.reshape(n_img, n_angles, -1).transpose(0, 2, 1)
+    diff_idx = np.abs(gi[:, :, None] - gi[:, None, :]).reshape(n_img, -1)[img_of_row] + rows * len(k_diff)
+    px_sub_y = np.bincount(diff_idx.ravel(), flat.ravel(), n_img * n_angles * len(k_diff))
+    px_sub_y = px_sub_y.reshape(n_img, n_angles, -1).transpose(0, 2, 1)
 
-    log_p = np.log2(p + eps)
-    hxy = (-1) * np.sum((p * log_p), (1, 2))
-    out = {}
+    hxy = (-1) * np.sum((p * np.log2(p + eps)), (1, 2))
     pa = {}      # per-angle values of the features pyradiomics averages with nanmean(., 1)
-    pa["Autocorrelation"] = np.sum(p * (i * j)[None, :, :, None], (1, 2))
-    out["JointAverage"] = ux.mean((1, 2, 3))
-    ij_u = (i + j)[None, :, :, None] - ux - uy
-    ij_u2 = ij_u ** 2
+    pa["Autocorrelation"] = np.sum(p * (i4 * j4), (1, 2))
+    joint_average = ux[:, 0, 0, :]
+    ij_u = (i4 + j4) - ux - uy
     pa["ClusterProminence"] = np.sum(p * (ij_u ** 4), (1, 2))
     pa["ClusterShade"] = np.sum(p * (ij_u ** 3), (1, 2))
-    pa["ClusterTendency"] = np.sum(p * ij_u2, (1, 2))
-    pa["Contrast"] = np.sum(p * ((np.abs(i - j))[None, :, :, None] ** 2), (1, 2))
+    pa["ClusterTendency"] = np.sum(p * (ij_u ** 2), (1, 2))
+    pa["Contrast"] = np.sum(p * ((np.abs(i4 - j4)) ** 2), (1, 2))
 
     di = i4 - ux
     dj = j4 - uy
@@ -84,7 +97,7 @@ def features(p, grey_levels, ng) -> dict:
     corm = np.sum(p * di * dj, (1, 2), keepdims=True)
     corr = corm / (sigx * sigy + eps)
     corr[sigx * sigy == 0] = 1
-    out["Correlation"] = nanmean(corr, (1, 2, 3))
+    correlation = corr[:, 0, 0, :]
 
     kd = k_diff[None, :, None]
     diffavg = np.sum((kd * px_sub_y), 1, keepdims=True)
@@ -111,32 +124,46 @@ def features(p, grey_levels, ng) -> dict:
     pa["Imc2"] = imc2
 
     pa["Idm"] = np.sum(px_sub_y / (1 + (kd ** 2)), 1)
-    out["MCC"] = _mcc(p, px, py, eps)
-    pa["Idmn"] = np.sum(px_sub_y / (1 + ((kd ** 2) / (ng ** 2))), 1)
+    pa["Idmn"] = np.sum(px_sub_y / (1 + ((kd ** 2) / (ng[:, :, 0:1] ** 2))), 1)
     pa["Id"] = np.sum(px_sub_y / (1 + kd), 1)
-    pa["Idn"] = np.sum(px_sub_y / (1 + (kd / ng)), 1)
+    pa["Idn"] = np.sum(px_sub_y / (1 + (kd / ng[:, :, 0:1])), 1)
     pa["InverseVariance"] = np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1)
     pa["MaximumProbability"] = np.amax(p, (1, 2))
     pa["SumAverage"] = np.sum((k_sum[None, :, None] * px_add_y), 1)
     pa["SumEntropy"] = (-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1)
     pa["SumSquares"] = np.sum((p * (di ** 2)), (1, 2))
-    out.update(angle_means(pa))
-    return out
+    pa["JointAverage"] = joint_average
+    pa["Correlation"] = correlation
+    means = angle_means_batch(pa)
+    mcc = _mcc(mats, px, py, sizes, eps)
+    return [{**{k: v[b:b + 1] for k, v in means.items()}, "MCC": mcc[b]} for b in range(n_img)]
 
 
-def _mcc(p, px, py, eps):
-    """pyradiomics' MCC: sqrt of Q's second-largest eigenvalue, Q[i, j] = sum_k P[i,k] P[j,k] /
-    (px[i] py[k] + eps), averaged over angles. Q is one product (einsum, no BLAS, so the result
+def _mcc(mats, px_all, py_all, sizes, eps) -> list:
+    """pyradiomics' MCC per image: sqrt of Q's second-largest eigenvalue, Q[i, j] = sum_k P[i,k]
+    P[j,k] / (px[i] py[k] + eps), averaged over angles. Q is one product (einsum, no BLAS, so it
     does not depend on the thread count) instead of pyradiomics' loop over k: each term is divided
-    before it is multiplied, so Q can differ from pyradiomics' in the last bit; eigvals, sorting and
-    the real/complex handling are pyradiomics' own."""
-    pa = np.ascontiguousarray(p[0].transpose(2, 0, 1))                     # (angle, i, k)
-    d = px[0, :, 0, :].T[:, :, None] * py[0, 0].T[:, None, :] + eps       # (angle, i, k)
-    q = np.einsum("aik,ajk->aij", pa / d, pa, optimize=False)
-    eig = np.linalg.eigvals(q[None])
-    eig.sort()
-    if eig.shape[2] < 2:
-        return 1
-    with np.errstate(invalid="ignore"):
-        mcc = np.sqrt(eig[:, :, -2])
-    return nanmean(mcc, 1).real
+    before it is multiplied, so Q can differ from pyradiomics' in the last bit. eigvals runs on the
+    unpadded matrices, images of one size together; sorting and pyradiomics' real/complex handling
+    (numpy returns real eigenvalues for an image whose are all real: a negative one's root is NaN,
+    left out of the mean) are per image, as pyradiomics computes one image per call."""
+    out = [None] * len(mats)
+    for n in sorted(set(sizes)):
+        members = [b for b, s in enumerate(sizes) if s == n]
+        if n < 2:
+            for b in members:
+                out[b] = 1
+            continue
+        pa = np.stack([np.ascontiguousarray(mats[b][0].transpose(2, 0, 1)) for b in members])   # (m, a, i, k)
+        px = px_all[members, :n, 0, :].transpose(0, 2, 1)[:, :, :, None]                        # (m, a, i, 1)
+        py = py_all[members, 0, :n, :].transpose(0, 2, 1)[:, :, None, :]                        # (m, a, 1, k)
+        q = np.einsum("maik,majk->maij", pa / (px * py + eps), pa, optimize=False)
+        eig = np.linalg.eigvals(q)
+        for row, b in enumerate(members):
+            e = eig[row:row + 1]
+            if np.iscomplexobj(e) and not e.imag.any():
+                e = e.real
+            e = np.sort(e)
+            with np.errstate(invalid="ignore"):
+                out[b] = np.nanmean(np.sqrt(e[:, :, -2]), 1).real
+    return out
