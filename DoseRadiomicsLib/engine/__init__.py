@@ -79,15 +79,16 @@ def compute_arrays(image_arrays: list, mask_array: np.ndarray, spacings: list, s
             values = guarded(firstorder.features, x, counts, spacings, settings.get("voxelArrayShift", 0))
             for b, v in enumerate(values or ()):
                 out[b][cls] = v
-        elif cls == "glcm":
-            mats = [guarded(glcm.matrix, binned[b], mask, levels[b], ngs[b], settings, cm)
+        elif cls in ("glcm", "glrlm"):
+            make, batch = (glcm.matrix, glcm.features) if cls == "glcm" else (texture.glrlm_matrix, texture.glrlm)
+            mats = [guarded(make, binned[b], mask, levels[b], ngs[b], settings, cm)
                     for b in range(len(image_arrays))]
             ok = [b for b, m in enumerate(mats) if m is not None]
             # one ROI: the same angles survive in every image; batch those that agree with the first
             ok = [b for b in ok if mats[b].shape[3] == mats[ok[0]].shape[3]] if ok else []
             for group in _size_groups(ok, [mats[b].shape[1] for b in ok]):
-                values = guarded(glcm.features, [mats[b] for b in group], [levels[b] for b in group],
-                                 [ngs[b] for b in group])
+                args = [[mats[b] for b in group], [levels[b] for b in group]]
+                values = guarded(batch, *args, [ngs[b] for b in group]) if cls == "glcm" else guarded(batch, *args)
                 for b, v in zip(group, values or ()):
                     out[b][cls] = v
         else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import angle_means
+from ._np import angle_means_batch
 
 _EPS = np.spacing(1)
 
@@ -22,7 +22,8 @@ def _drop_empty_levels(p, grey_levels, ng):
     return p
 
 
-def glrlm(binned, mask, grey_levels, ng, settings, cm):
+def glrlm_matrix(binned, mask, grey_levels, ng, settings, cm):
+    """pyradiomics' GLRLM of one image, empty grey levels and angles removed: (P, Nr) or None."""
     p, _angles = cm.calculate_glrlm(binned, mask, ng, np.max(binned.shape),
                                     settings.get("force2D", False), settings.get("force2Ddimension", 0))
     p = _drop_empty_levels(p, grey_levels, ng)
@@ -34,27 +35,38 @@ def glrlm(binned, mask, grey_levels, ng, settings, cm):
             nr = np.delete(nr, empty, 1)
     if p.shape[3] == 0 or (nr == 0).any():
         return None
+    return p
+
+
+def glrlm(mats: list, level_sets: list) -> list:
+    """GLRLM features of a batch of images (one ROI's), matrices zero-padded to one stack. The sums
+    run over non-contiguous axes (added one element after another), so the padding's zeros, like
+    the empty run lengths pyradiomics deletes, leave every sum as it is. One dict per image."""
+    n_img, n_angles = len(mats), mats[0].shape[3]
+    big_g = max(m.shape[1] for m in mats)
+    big_r = max(m.shape[2] for m in mats)
+    p = np.zeros((n_img, big_g, big_r, n_angles))
+    iv = np.ones((n_img, big_g))                 # padding levels: 1 (never a divisor of 0)
+    for b, (m, gl) in enumerate(zip(mats, level_sets)):
+        p[b, :m.shape[1], :m.shape[2]] = m[0]
+        iv[b, :m.shape[1]] = gl
+    nr = np.sum(p, (1, 2))
     pr = np.sum(p, 1)
     pg = np.sum(p, 2)
-    iv = grey_levels.astype(float)
-    jv = np.arange(1, p.shape[2] + 1, dtype=np.float64)
-    empty_runs = np.where(np.sum(pr, (0, 2)) == 0)
-    p = np.delete(p, empty_runs, 2)
-    jv = np.delete(jv, empty_runs)
-    pr = np.delete(pr, empty_runs, 1)
+    jv = np.arange(1, big_r + 1, dtype=np.float64)
 
     j2 = jv[None, :, None] ** 2
-    i2 = iv[None, :, None] ** 2
-    i2_4 = iv[None, :, None, None] ** 2
+    i2 = iv[:, :, None] ** 2
+    i2_4 = iv[:, :, None, None] ** 2
     j2_4 = jv[None, None, :, None] ** 2
     pg_n = pg / nr[:, None, :]
     pr_n = pr / nr[:, None, :]
-    u_i = np.sum(pg_n * iv[None, :, None], 1, keepdims=True)
+    u_i = np.sum(pg_n * iv[:, :, None], 1, keepdims=True)
     u_j = np.sum(pr_n * jv[None, :, None], 1, keepdims=True)
     p_n = p / nr[:, None, None, :]
     sum_pg2 = np.sum((pg ** 2), 1)
     sum_pr2 = np.sum((pr ** 2), 1)
-    return angle_means({
+    means = angle_means_batch({
         "ShortRunEmphasis": np.sum((pr / j2), 1) / nr,
         "LongRunEmphasis": np.sum((pr * j2), 1) / nr,
         "GrayLevelNonUniformity": sum_pg2 / nr,
@@ -62,7 +74,7 @@ def glrlm(binned, mask, grey_levels, ng, settings, cm):
         "RunLengthNonUniformity": sum_pr2 / nr,
         "RunLengthNonUniformityNormalized": sum_pr2 / nr ** 2,
         "RunPercentage": nr / np.sum(pr * jv[None, :, None], 1),
-        "GrayLevelVariance": np.sum(pg_n * (iv[None, :, None] - u_i) ** 2, 1),
+        "GrayLevelVariance": np.sum(pg_n * (iv[:, :, None] - u_i) ** 2, 1),
         "RunVariance": np.sum(pr_n * (jv[None, :, None] - u_j) ** 2, 1),
         "RunEntropy": -np.sum(p_n * np.log2(p_n + _EPS), (1, 2)),
         "LowGrayLevelRunEmphasis": np.sum((pg / i2), 1) / nr,
@@ -72,6 +84,7 @@ def glrlm(binned, mask, grey_levels, ng, settings, cm):
         "LongRunLowGrayLevelEmphasis": np.sum((p * j2_4 / i2_4), (1, 2)) / nr,
         "LongRunHighGrayLevelEmphasis": np.sum((p * (j2_4 * i2_4)), (1, 2)) / nr,
     })
+    return [{k: v[b:b + 1] for k, v in means.items()} for b in range(n_img)]
 
 
 def _zone_features(p, pz, pg, iv, jv, nz, prefix_small, prefix_large, names):

@@ -29,7 +29,7 @@ from DoseRadiomicsLib.extraction import FeatureExtractor, parameter_file
 from DoseRadiomicsLib.pipeline import ExtractionOptions, PatientInputs, extract_patient, extractors
 
 RTOL, ATOL = 1e-9, 1e-12
-EXAMPLES = int(os.environ.get("DOSERADIOMICS_ENGINE_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("DOSERADIOMICS_ENGINE_EXAMPLES", "25"))
 
 
 def _pyradiomics(params: dict):
@@ -69,8 +69,7 @@ def _engine_counts():
     assert engine.stats["engine"] >= before["engine"]
 
 
-@pytest.mark.parametrize("config", ["paper", "2d"])
-@pytest.mark.parametrize("pid", ["pt_10", "pt_4"])
+@pytest.mark.parametrize("pid, config", [("pt_10", "paper"), ("pt_1", "paper"), ("pt_10", "2d")])
 def test_openkbp_patients_every_feature_of_every_roi_equals_pyradiomics(openkbp, pid, config):
     d = openkbp(pid)
     inputs = PatientInputs(pid, str(d / "ct.nrrd"), str(d / "dose.nrrd"), str(d / "mask_PTV70.nrrd"), dose_unit="Gy")
@@ -105,7 +104,7 @@ def synthetic_patients(tmp_path_factory):
 
 @pytest.mark.parametrize("config", ["paper", "2d"])
 def test_synthetic_patients_every_feature_of_every_roi_equals_pyradiomics(synthetic_patients, config):
-    for p in synthetic_patients:
+    for p in synthetic_patients[:1] if config == "2d" else synthetic_patients:
         _check_patient(extract_patient(p, ExtractionOptions(config=config), keep_images=True), config, p.patient_id)
 
 
@@ -157,7 +156,7 @@ def images(draw):
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          derandomize=EXAMPLES <= 40)
+          derandomize=EXAMPLES <= 25)
 @given(images())
 def test_generated_images_every_class_equals_pyradiomics_compute_features(case):
     global _FX
@@ -172,6 +171,11 @@ def test_generated_images_every_class_equals_pyradiomics_compute_features(case):
     settings_ = fx._extractor.settings.copy()
     if settings_.get("force2D") and arr.shape[0] > 1:
         settings_["force2Ddimension"] = 0
+    try:
+        ref = fx._extractor.computeFeatures(image, m, "original", **settings_)
+    except Exception as exc:    # pyradiomics refuses some inputs (one voxel: no angle); so must we
+        with pytest.raises(type(exc)):
+            engine.compute_features(image, m, "original", fx._extractor.enabledFeatures, settings_)
+        return
     ours = engine.compute_features(image, m, "original", fx._extractor.enabledFeatures, settings_)
-    ref = fx._extractor.computeFeatures(image, m, "original", **settings_)
     _assert_same(ours, ref, f"{name} {arr.shape}, {int(mask.sum())} px")
