@@ -164,6 +164,29 @@ def _mcc(mats, px_all, py_all, sizes, eps) -> list:
             if np.iscomplexobj(e) and not e.imag.any():
                 e = e.real
             e = np.sort(e)
+            if (e[:, :, -2].real < _FRAGILE).any():
+                out[b] = _mcc_as_pyradiomics(mats[b], eps)
+                continue
             with np.errstate(invalid="ignore"):
                 out[b] = np.nanmean(np.sqrt(e[:, :, -2]), 1).real
     return out
+
+
+# Below this second-largest eigenvalue, MCC is decided by round-off: a negative one's root is NaN
+# (left out of the angle mean) or 0 (when numpy returns complex eigenvalues for that image), and
+# which one pyradiomics gets depends on the last bit of its Q. Such images are recomputed with
+# pyradiomics' own sequence of operations, so the same bits go into the same eigvals call.
+_FRAGILE = 1e-6
+
+
+def _mcc_as_pyradiomics(p, eps):
+    """pyradiomics' getMCCFeatureValue on one image's matrix p (1, n, n, angles), step for step."""
+    px = p.sum(2, keepdims=True)
+    py = p.sum(1, keepdims=True)
+    q = ((p[:, :, None, 0, :] * p[:, None, :, 0, :]) / (px[:, :, None, 0, :] * py[:, None, :, 0, :] + eps))
+    for gl in range(1, p.shape[1]):
+        q += ((p[:, :, None, gl, :] * p[:, None, :, gl, :]) / (px[:, :, None, 0, :] * py[:, None, :, gl, :] + eps))
+    eig = np.linalg.eigvals(q.transpose((0, 3, 1, 2)))
+    eig.sort()
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.sqrt(eig[:, :, -2]), 1).real
