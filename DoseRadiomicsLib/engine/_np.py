@@ -19,19 +19,6 @@ def nanmean(x, axis, keepdims=False):
     return total / count
 
 
-def angle_means(per_angle: dict) -> dict:
-    """``{name: np.nanmean(v, 1)}`` for many (1, angles) arrays in one reduction: each row of the
-    stack is summed as the (1, angles) array alone would be (the same pairwise sum along the
-    contiguous last axis), so every mean is nanmean's to the bit; rows with a NaN use nanmean."""
-    names = list(per_angle)
-    stack = np.concatenate([np.asarray(per_angle[n], dtype=float).reshape(1, -1) for n in names], 0)
-    means = np.sum(stack, axis=1) / stack.shape[1]
-    out = {n: means[k:k + 1] for k, n in enumerate(names)}
-    for k in np.flatnonzero(np.isnan(means)):
-        out[names[k]] = np.nanmean(stack[k:k + 1], 1)
-    return out
-
-
 def median_percentiles(x):
     """nanmedian and nanpercentile(10, 25, 75, 90) of a (1, n) array: numpy's median and percentile
     when there is no NaN (the same values, bit for bit, checked under numpy 1.26 and 2.4; without
@@ -42,7 +29,9 @@ def median_percentiles(x):
 
 
 def angle_means_batch(per_angle: dict) -> dict:
-    """:func:`angle_means` for (images, angles) arrays: ``{name: (images,) means}``."""
+    """``{name: np.nanmean(v, 1)}`` for many (images, angles) arrays in one reduction: each row of
+    the stack is summed as the (1, angles) array alone would be (the same pairwise sum along the
+    contiguous last axis), so every mean is nanmean's to the bit; rows with a NaN use nanmean."""
     names = list(per_angle)
     stack = np.concatenate([np.asarray(per_angle[n], dtype=float) for n in names], 0)
     n_img = len(stack) // len(names)
