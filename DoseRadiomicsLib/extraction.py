@@ -6,17 +6,27 @@ nothing (e.g. pyradiomics' LBP3D without trimesh) is an error that says why, nev
 
 Several ROIs on one image (the dose map's GTV-heat and isodose regions) go through
 :meth:`FeatureExtractor.extract_many`, which runs pyradiomics' own steps (mask check, pre-crop,
-shape, filters, per-image crop, feature classes) and computes each filtered image once for all ROIs
-that see the same image: the whole image without ``preCrop``, ROIs with identical crop boxes with it.
-With ``preCrop: true`` (the bundled configurations) each ROI is filtered on its own bounding box +
-``padDistance``, so filtered images differ between ROIs whose boxes differ and are not shared:
-sharing them would change the feature values.
+shape, filters, per-image crop, feature classes). A filtered image is computed once for several
+ROIs only where pyradiomics would filter them identically: without ``preCrop``, the whole slice
+for all ROIs; with ``preCrop: true`` (the bundled configurations) each ROI is filtered on its own
+bounding box + ``padDistance``, and ROIs share filters only when their boxes coincide. GTV-heat and
+50Gy-heat have different boxes in practice, so with the bundled configurations every ROI is
+filtered on its own (the dose slice twice per patient); sharing across different boxes would
+change the feature values.
+
+The feature classes (first order and the five texture classes) are computed by the exact engine
+in :mod:`DoseRadiomicsLib.engine` (pyradiomics' definitions, matrices from its C code, an ROI's
+filtered images in one batch), which equals pyradiomics to rtol 1e-9 on every feature
+(Testing/Python/test_engine_parity.py). Shape, filters and anything the engine does not reproduce
+stay with pyradiomics; ``DOSERADIOMICS_ENGINE=pyradiomics`` uses pyradiomics for everything. The
+settings hash and the feature names are the same either way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +38,7 @@ from itertools import chain
 
 from .errors import ExtractionError, ROIError
 from .fileio import canonical_json
-from .limits import check_filtered_grey_levels, filtered_grey_levels_checked
+from .limits import check_filtered_grey_levels, check_grey_levels, filtered_grey_levels_checked
 
 PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Parameters"
 # config name -> (CT parameter file, dose parameter file)
@@ -173,6 +183,11 @@ class FeatureExtractor:
         except Exception as exc:  # noqa: BLE001 - pyradiomics raises bare exceptions on bad settings
             raise ExtractionError(f"pyradiomics rejected the parameter file: {exc}", path=self.path) from exc
         self.expected_count = expected_feature_count(self.parameters)
+        # The exact engine (DoseRadiomicsLib/engine) for the feature classes; DOSERADIOMICS_ENGINE=
+        # pyradiomics turns it off (pyradiomics' own computeFeatures, the reference it is tested on).
+        from . import engine
+        self.use_engine = (os.environ.get("DOSERADIOMICS_ENGINE", "fast") != "pyradiomics"
+                           and engine.settings_supported(self._extractor.settings))
         self.settings_hash = hashlib.sha256(canonical_json(self.parameters).encode()).hexdigest()[:16]
 
     @property
@@ -209,8 +224,11 @@ class FeatureExtractor:
         """Features of ``mask`` on ``image``: pyradiomics names -> float, diagnostics left out."""
         self._check_inputs(image, mask, roi, patient)
         try:
-            with filtered_grey_levels_checked(self._extractor, roi, patient):
-                result = self._extractor.execute(image, mask, label=self.label)
+            if self.use_engine and self.shares_filtered_images:
+                result = self._execute_shared(image, OrderedDict([(roi, mask)]))[roi]
+            else:
+                with filtered_grey_levels_checked(self._extractor, roi, patient):
+                    result = self._extractor.execute(image, mask, label=self.label)
         except (ValueError, RuntimeError, IndexError) as exc:
             raise ExtractionError(f"pyradiomics failed on ROI {roi}: {exc}", patient=patient) from exc
         return self._finish(result, roi, patient)
@@ -289,13 +307,66 @@ class FeatureExtractor:
                 args = settings.copy()
                 args.update(custom)
                 generators = chain(generators, getattr(imops, f"get{image_type}Image")(group_image, filter_mask, **args))
-            for filtered, type_name, kwargs in generators:
+            if not self.use_engine:
+                for filtered, type_name, kwargs in generators:
+                    for roi, mask, bounding_box, vector in prepared:
+                        cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
+                        check_filtered_grey_levels(cropped, cropped_mask, type_name, kwargs, roi)
+                        vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
+            else:
+                # the engine computes an ROI's filtered images together (one batch per settings)
+                filtered_images = list(generators)
                 for roi, mask, bounding_box, vector in prepared:
-                    cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
-                    check_filtered_grey_levels(cropped, cropped_mask, type_name, kwargs, roi)
-                    vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
+                    for features in self._engine_features(filtered_images, mask, bounding_box, roi):
+                        vector.update(features)
             for roi, _mask, _bb, vector in prepared:
                 out[roi] = vector
+        return out
+
+    def compute_features(self, image: sitk.Image, mask: sitk.Image, image_type_name: str, **kwargs) -> "OrderedDict":
+        """pyradiomics' ``computeFeatures`` on one cropped (filtered) image and its mask: the same
+        names, order and values (``<image type>_<class>_<feature>``), from the engine where its
+        parity is proven and from pyradiomics otherwise (:mod:`DoseRadiomicsLib.engine`).
+        ``kwargs``: the image type's settings, as pyradiomics' filters yield them (default: this
+        parameter file's settings). Shape classes are not computed here, as in pyradiomics."""
+        settings = kwargs or self._extractor.settings.copy()
+        if not self.use_engine:
+            return self._extractor.computeFeatures(image, mask, image_type_name, **settings)
+        from . import engine
+        return engine.compute_features(image, mask, image_type_name, self._extractor.enabledFeatures,
+                                       settings, label=int(settings.get("label", self.label)))
+
+    def _engine_features(self, filtered_images: list, mask, bounding_box, roi=None) -> list:
+        """The engine on an ROI's filtered images, each cut to ``bounding_box`` as arrays (the crop of
+        pyradiomics' cropToTumorMask(padDistance=0) without two SimpleITK images per image and ROI),
+        batched per distinct settings; one OrderedDict per image, in the images' order."""
+        from . import engine
+        from radiomics import imageoperations as imops
+
+        bb = np.asarray(bounding_box)
+        box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(bb[0::2][::-1], bb[1::2][::-1]))
+        mask_view = sitk.GetArrayViewFromImage(mask)[box]
+        batches: "OrderedDict[str, list]" = OrderedDict()
+        for index, (_filtered, _name, kwargs) in enumerate(filtered_images):
+            batches.setdefault(repr(sorted(kwargs.items())), []).append(index)
+        out = [None] * len(filtered_images)
+        for members in batches.values():
+            kwargs = filtered_images[members[0]][2]
+            mask_array = mask_view == int(kwargs.get("label", self.label))
+
+            def sitk_images(b, members=members):       # for classes the engine leaves to pyradiomics
+                return imops.cropToTumorMask(filtered_images[members[b]][0], mask, bounding_box, padDistance=0)
+            arrays = [sitk.GetArrayViewFromImage(filtered_images[i][0])[box] for i in members]
+            if not kwargs.get("binCount"):   # limits.check_filtered_grey_levels, on the arrays the engine uses
+                for i, a in zip(members, arrays):
+                    if filtered_images[i][1] != "original":
+                        check_grey_levels(a[mask_array], float(kwargs.get("binWidth", 25)), roi,
+                                          f"{filtered_images[i][1]} image values")
+            results = engine.compute_batch(arrays, mask_array, [filtered_images[i][0].GetSpacing() for i in members],
+                                           [filtered_images[i][1] for i in members], self._extractor.enabledFeatures,
+                                           kwargs, sitk_images)
+            for i, r in zip(members, results):
+                out[i] = r
         return out
 
     def _missing_image_types(self, features: dict) -> set:

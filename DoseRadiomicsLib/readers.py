@@ -251,8 +251,11 @@ def read_dose(path, unit=None, patient=None) -> LoadedImage:
     if unit is not None and header_unit is not None and dicomrt.normalise_unit(header_unit, patient, p) != used:
         raise InputError(f"the file declares {key}={header_unit} but {unit} was given",
                          patient=patient, path=p, hint="drop --dose-unit or correct the file")
-    dose = sitk.Cast(image, sitk.sitkFloat64) * dicomrt.UNIT_TO_GY[used.upper()]
-    dose = sitk.Cast(dose, sitk.sitkFloat32)
+    scale = dicomrt.UNIT_TO_GY[used.upper()]
+    if scale == 1.0:    # Gy: one rounding to float32 either way, without two whole-volume passes
+        dose = sitk.Cast(image, sitk.sitkFloat32)
+    else:
+        dose = sitk.Cast(sitk.Cast(image, sitk.sitkFloat64) * scale, sitk.sitkFloat32)
     _check_dose_values(dose, patient, p, f"read as {used} from the "
                        + ("--dose-unit option" if unit is not None else f"header key {key}"))
     values = sitk.GetArrayViewFromImage(dose)

@@ -121,6 +121,16 @@ def _glcm_contrast_plus_one_percent(monkeypatch):
     from radiomics import glcm
     original = glcm.RadiomicsGLCM.getContrastFeatureValue
     monkeypatch.setattr(glcm.RadiomicsGLCM, "getContrastFeatureValue", lambda self: original(self) * 1.01)
+    # the same change in the feature engine, which computes the classes where it is proven equal
+    from DoseRadiomicsLib.engine import glcm as engine_glcm
+    engine_features = engine_glcm.features
+
+    def changed(*a, **k):
+        out = engine_features(*a, **k)
+        for d in out:
+            d["Contrast"] = d["Contrast"] * 1.01
+        return out
+    monkeypatch.setattr(engine_glcm, "features", changed)
     return "glcm_Contrast"
 
 
@@ -128,6 +138,15 @@ def _percentile_lower(monkeypatch):
     from radiomics import firstorder
     monkeypatch.setattr(firstorder.RadiomicsFirstOrder, "get90PercentileFeatureValue",
                         lambda self: np.nanpercentile(self.targetVoxelArray, 90, axis=1, method="lower"))
+    from DoseRadiomicsLib.engine import firstorder as engine_firstorder
+    engine_percentiles = engine_firstorder.median_percentiles
+
+    def changed(x):
+        median, q = engine_percentiles(x)
+        q = np.array(q)
+        q[3] = np.nanpercentile(x, 90, axis=1, method="lower")
+        return median, q
+    monkeypatch.setattr(engine_firstorder, "median_percentiles", changed)
     return "firstorder_90Percentile"
 
 

@@ -1,0 +1,192 @@
+"""pyradiomics' GLCM features for one image, all angles at once.
+
+The matrix comes from pyradiomics' own C code (``cMatrices.calculate_glcm``), processed as
+pyradiomics' RadiomicsGLCM does (empty grey levels and angles removed, symmetrised, normalised per
+angle). Two of pyradiomics' Python loops are replaced by single operations:
+
+- p(x+y) and p(x-y): one ``bincount`` per marginal instead of a masked sum per k; bincount adds
+  the weights in input order, row-major over (i, j), as the masked sum does, so the sums are equal;
+- MCC's Q: one product instead of a loop over k (see ``_mcc``: equal to the last bit or so).
+
+Returns None where pyradiomics takes an edge path this module does not reproduce (no pair of
+neighbours in any direction); the caller then uses pyradiomics' class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._np import angle_means_batch
+
+
+def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
+    """pyradiomics' normalised symmetric GLCM, shape (1, Ng_present, Ng_present, angles), or None."""
+    p, _angles = cmatrices.calculate_glcm(binned, mask, np.array(settings.get("distances", [1])), ng,
+                                          settings.get("force2D", False), settings.get("force2Ddimension", 0))
+    if len(grey_levels) < ng:
+        keep = grey_levels - 1
+        p = p[:, keep][:, :, keep]
+    p += np.transpose(p, (0, 2, 1, 3)).copy()
+    sum_p = np.sum(p, (1, 2))
+    if p.shape[3] > 1:
+        empty = np.where(np.sum(sum_p, 0) == 0)
+        if len(empty[0]) > 0:
+            p = np.delete(p, empty, 3)
+            sum_p = np.delete(sum_p, empty, 1)
+    if p.shape[3] == 0 or (sum_p == 0).any():
+        return None
+    p /= sum_p[:, None, None, :]
+    return p
+
+
+def features(mats: list, level_sets: list, ngs: list) -> list:
+    """GLCM features of a batch of images (one ROI's filtered images): ``mats[b]`` from
+    :func:`matrix`, ``level_sets[b]`` its present grey levels, ``ngs[b]`` its highest level. The
+    matrices are zero-padded to one (images, N, N, angles) stack: every sum below runs over
+    non-contiguous axes (numpy adds those one element after another in row-major order), so the
+    padded zeros leave each image's sums as they are alone. One dict of (1,)-arrays per image."""
+    n_img = len(mats)
+    n_angles = mats[0].shape[3]
+    sizes = [m.shape[1] for m in mats]
+    big = max(sizes)
+    p = np.zeros((n_img, big, big, n_angles))
+    levels = np.empty((n_img, big))
+    for b, (m, gl) in enumerate(zip(mats, level_sets)):
+        p[b, :sizes[b], :sizes[b]] = m[0]
+        levels[b, :sizes[b]] = gl
+        levels[b, sizes[b]:] = gl[-1]        # padding: any level (its probabilities are 0)
+    eps = np.spacing(1)
+    ng = np.asarray(ngs, dtype=float)[:, None, None]
+    i4 = levels[:, :, None, None]
+    j4 = levels[:, None, :, None]
+    k_sum = np.arange(2, (max(ngs) * 2) + 1, dtype="float")
+    k_diff = np.arange(0, max(ngs), dtype="float")
+
+    px = p.sum(2, keepdims=True)
+    py = p.sum(1, keepdims=True)
+    ux = np.sum(i4 * p, (1, 2), keepdims=True)
+    uy = np.sum(j4 * p, (1, 2), keepdims=True)
+
+    # p(x+y)[k], p(x-y)[k]: bins (i + j - 2) and |i - j| per (image, angle), weights added in
+    # row-major (i, j) order as pyradiomics' masked sums add them
+    gi = levels.astype(np.intp)
+    flat = np.transpose(p, (0, 3, 1, 2)).reshape(n_img * n_angles, -1)
+    img_of_row = np.repeat(np.arange(n_img), n_angles)
+    rows = np.arange(n_img * n_angles)[:, None]
+    sum_idx = (gi[:, :, None] + gi[:, None, :] - 2).reshape(n_img, -1)[img_of_row] + rows * len(k_sum)
+    px_add_y = np.bincount(sum_idx.ravel(), flat.ravel(), n_img * n_angles * len(k_sum))
+    px_add_y = px_add_y.reshape(n_img, n_angles, -1).transpose(0, 2, 1)
+    diff_idx = np.abs(gi[:, :, None] - gi[:, None, :]).reshape(n_img, -1)[img_of_row] + rows * len(k_diff)
+    px_sub_y = np.bincount(diff_idx.ravel(), flat.ravel(), n_img * n_angles * len(k_diff))
+    px_sub_y = px_sub_y.reshape(n_img, n_angles, -1).transpose(0, 2, 1)
+
+    hxy = (-1) * np.sum((p * np.log2(p + eps)), (1, 2))
+    pa = {}      # per-angle values of the features pyradiomics averages with nanmean(., 1)
+    pa["Autocorrelation"] = np.sum(p * (i4 * j4), (1, 2))
+    joint_average = ux[:, 0, 0, :]
+    ij_u = (i4 + j4) - ux - uy
+    pa["ClusterProminence"] = np.sum(p * (ij_u ** 4), (1, 2))
+    pa["ClusterShade"] = np.sum(p * (ij_u ** 3), (1, 2))
+    pa["ClusterTendency"] = np.sum(p * (ij_u ** 2), (1, 2))
+    pa["Contrast"] = np.sum(p * ((np.abs(i4 - j4)) ** 2), (1, 2))
+
+    di = i4 - ux
+    dj = j4 - uy
+    sigx = np.sum(p * (di ** 2), (1, 2), keepdims=True) ** 0.5
+    sigy = np.sum(p * (dj ** 2), (1, 2), keepdims=True) ** 0.5
+    corm = np.sum(p * di * dj, (1, 2), keepdims=True)
+    corr = corm / (sigx * sigy + eps)
+    corr[sigx * sigy == 0] = 1
+    correlation = corr[:, 0, 0, :]
+
+    kd = k_diff[None, :, None]
+    diffavg = np.sum((kd * px_sub_y), 1, keepdims=True)
+    pa["DifferenceAverage"] = diffavg[:, 0]
+    pa["DifferenceEntropy"] = (-1) * np.sum((px_sub_y * np.log2(px_sub_y + eps)), 1)
+    pa["DifferenceVariance"] = np.sum((px_sub_y * ((kd - diffavg) ** 2)), 1)
+    pa["JointEnergy"] = np.sum((p ** 2), (1, 2))
+    pa["JointEntropy"] = hxy
+
+    hx = (-1) * np.sum((px * np.log2(px + eps)), (1, 2))
+    hy = (-1) * np.sum((py * np.log2(py + eps)), (1, 2))
+    pxpy = px * py
+    log_pxpy = np.log2(pxpy + eps)
+    hxy1 = (-1) * np.sum((p * log_pxpy), (1, 2))
+    div = np.fmax(hx, hy)
+    imc1 = hxy - hxy1
+    imc1[div != 0] /= div[div != 0]
+    imc1[div == 0] = 0
+    pa["Imc1"] = imc1
+    hxy2 = (-1) * np.sum((pxpy * log_pxpy), (1, 2))
+    with np.errstate(invalid="ignore"):      # pyradiomics: a negative root is NaN, then left out
+        imc2 = (1 - np.e ** (-2 * (hxy2 - hxy))) ** 0.5
+    imc2[hxy2 == hxy] = 0
+    pa["Imc2"] = imc2
+
+    pa["Idm"] = np.sum(px_sub_y / (1 + (kd ** 2)), 1)
+    pa["Idmn"] = np.sum(px_sub_y / (1 + ((kd ** 2) / (ng[:, :, 0:1] ** 2))), 1)
+    pa["Id"] = np.sum(px_sub_y / (1 + kd), 1)
+    pa["Idn"] = np.sum(px_sub_y / (1 + (kd / ng[:, :, 0:1])), 1)
+    pa["InverseVariance"] = np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1)
+    pa["MaximumProbability"] = np.amax(p, (1, 2))
+    pa["SumAverage"] = np.sum((k_sum[None, :, None] * px_add_y), 1)
+    pa["SumEntropy"] = (-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1)
+    pa["SumSquares"] = np.sum((p * (di ** 2)), (1, 2))
+    pa["JointAverage"] = joint_average
+    pa["Correlation"] = correlation
+    means = angle_means_batch(pa)
+    mcc = _mcc(mats, px, py, sizes, eps)
+    return [{**{k: v[b:b + 1] for k, v in means.items()}, "MCC": mcc[b]} for b in range(n_img)]
+
+
+def _mcc(mats, px_all, py_all, sizes, eps) -> list:
+    """pyradiomics' MCC per image: sqrt of Q's second-largest eigenvalue, Q[i, j] = sum_k P[i,k]
+    P[j,k] / (px[i] py[k] + eps), averaged over angles. Q is one product (einsum, no BLAS, so it
+    does not depend on the thread count) instead of pyradiomics' loop over k: each term is divided
+    before it is multiplied, so Q can differ from pyradiomics' in the last bit. eigvals runs on the
+    unpadded matrices, images of one size together; sorting and pyradiomics' real/complex handling
+    (numpy returns real eigenvalues for an image whose are all real: a negative one's root is NaN,
+    left out of the mean) are per image, as pyradiomics computes one image per call."""
+    out = [None] * len(mats)
+    for n in sorted(set(sizes)):
+        members = [b for b, s in enumerate(sizes) if s == n]
+        if n < 2:
+            for b in members:
+                out[b] = 1
+            continue
+        pa = np.stack([np.ascontiguousarray(mats[b][0].transpose(2, 0, 1)) for b in members])   # (m, a, i, k)
+        px = px_all[members, :n, 0, :].transpose(0, 2, 1)[:, :, :, None]                        # (m, a, i, 1)
+        py = py_all[members, 0, :n, :].transpose(0, 2, 1)[:, :, None, :]                        # (m, a, 1, k)
+        q = np.einsum("maik,majk->maij", pa / (px * py + eps), pa, optimize=False)
+        eig = np.linalg.eigvals(q)
+        for row, b in enumerate(members):
+            e = eig[row:row + 1]
+            if np.iscomplexobj(e) and not e.imag.any():
+                e = e.real
+            e = np.sort(e)
+            if (e[:, :, -2].real < _FRAGILE).any():
+                out[b] = _mcc_as_pyradiomics(mats[b], eps)
+                continue
+            with np.errstate(invalid="ignore"):
+                out[b] = np.nanmean(np.sqrt(e[:, :, -2]), 1).real
+    return out
+
+
+# Below this second-largest eigenvalue, MCC is decided by round-off: a negative one's root is NaN
+# (left out of the angle mean) or 0 (when numpy returns complex eigenvalues for that image), and
+# which one pyradiomics gets depends on the last bit of its Q. Such images are recomputed with
+# pyradiomics' own sequence of operations, so the same bits go into the same eigvals call.
+_FRAGILE = 1e-6
+
+
+def _mcc_as_pyradiomics(p, eps):
+    """pyradiomics' getMCCFeatureValue on one image's matrix p (1, n, n, angles), step for step."""
+    px = p.sum(2, keepdims=True)
+    py = p.sum(1, keepdims=True)
+    q = ((p[:, :, None, 0, :] * p[:, None, :, 0, :]) / (px[:, :, None, 0, :] * py[:, None, :, 0, :] + eps))
+    for gl in range(1, p.shape[1]):
+        q += ((p[:, :, None, gl, :] * p[:, None, :, gl, :]) / (px[:, :, None, 0, :] * py[:, None, :, gl, :] + eps))
+    eig = np.linalg.eigvals(q.transpose((0, 3, 1, 2)))
+    eig.sort()
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.sqrt(eig[:, :, -2]), 1).real
