@@ -98,15 +98,23 @@ def relative_change(a: float, b: float) -> float:
     return float(abs(a - b) / scale) if scale > 0 else 0.0
 
 
-def _compute(ex, image, mask, type_name: str, classes, kwargs, names=None) -> "OrderedDict[str, float]":
+def _compute(fx, image, mask, type_name: str, classes, kwargs, names=None) -> "OrderedDict[str, float]":
     """pyradiomics' ``computeFeatures`` restricted to ``classes`` (and, with ``names``, to those
-    first-order features); one place to swap the engine."""
-    restricted = copy.copy(ex)
-    restricted.enabledFeatures = OrderedDict(
+    first-order features), by the extraction's own route: the exact engine where the extraction uses it
+    (its values are pyradiomics', :mod:`DoseRadiomicsLib.engine`), pyradiomics otherwise."""
+    ex = fx._extractor
+    enabled = OrderedDict(
         (c, (names if c == "firstorder" and names is not None else ex.enabledFeatures[c]))
         for c in classes if c in ex.enabledFeatures)
-    return OrderedDict((k, float(v)) for k, v in
-                       restricted.computeFeatures(image, mask, type_name, **kwargs).items())
+    if getattr(fx, "use_engine", False):
+        from . import engine
+        values = engine.compute_features(image, mask, type_name, enabled, kwargs,
+                                         label=int(kwargs.get("label", fx.label)))
+    else:
+        restricted = copy.copy(ex)
+        restricted.enabledFeatures = enabled
+        values = restricted.computeFeatures(image, mask, type_name, **kwargs)
+    return OrderedDict((k, float(v)) for k, v in values.items())
 
 
 # First-order features whose change is bounded by the largest voxel change d inside the ROI (n voxels,
@@ -260,10 +268,10 @@ def perturbed_features(fx, image: sitk.Image, mask: sitk.Image, kind: str, basel
                     out.update(base.get(c, {}))
         if todo == ["firstorder"] and first_order_names is not None:
             # only pixels inside the mask count: the uncropped image gives the cropped one's values
-            out.update(_compute(ex, filtered, pert_mask, type_name, todo, kwargs, first_order_names))
+            out.update(_compute(fx, filtered, pert_mask, type_name, todo, kwargs, first_order_names))
         elif todo:
             cropped, cropped_mask = imops.cropToTumorMask(filtered, pert_mask, box, padDistance=0)
-            out.update(_compute(ex, cropped, cropped_mask, type_name, todo, kwargs))
+            out.update(_compute(fx, cropped, cropped_mask, type_name, todo, kwargs))
             if any(c != "firstorder" for c in todo):
                 recomputed.append(type_name)
     return out, recomputed

@@ -39,7 +39,10 @@ def _roi_features(features, roi):
     return {k[len(head):]: v for k, v in features.items() if k.startswith(head)}
 
 
-def test_the_loop_without_perturbation_reproduces_the_extraction_bit_for_bit(patient):
+def test_the_loop_without_perturbation_reproduces_the_extraction(patient):
+    """To the engine's proven parity (rtol 1e-9, atol 1e-12; bit for bit on pyradiomics' own route): the
+    extraction computes an ROI's filtered images as one batch, the screen one image at a time, and a
+    batch's sums may differ in the last bits; the screen's tolerance (1e-3) is far above that."""
     rois, options, features, _ = patient
     ex = pipeline.extractors(options)
     compared = 0
@@ -47,7 +50,8 @@ def test_the_loop_without_perturbation_reproduces_the_extraction_bit_for_bit(pat
         baseline = _roi_features(features, roi)
         values, recomputed = stability.perturbed_features(ex[roi_modality(roi)], rois.image_for(roi), mask, "none")
         assert set(values) == {k for k in baseline if "_shape_" not in k}
-        differ = [k for k, v in values.items() if not (v == baseline[k] or (np.isnan(v) and np.isnan(baseline[k])))]
+        differ = [k for k, v in values.items()
+                  if not (np.isclose(v, baseline[k], rtol=1e-9, atol=1e-12) or (np.isnan(v) and np.isnan(baseline[k])))]
         assert not differ, f"{roi}: {len(differ)} features differ, e.g. {differ[:3]}"
         assert len(recomputed) == 17          # every image's texture classes were computed
         compared += len(values)
@@ -73,7 +77,9 @@ def test_the_shortcuts_flag_what_computing_everything_flags(patient, kind):
         assert (flags_full == flags_short).all(), [n for n, a, b in zip(names, flags_full, flags_short) if a != b][:5]
         for n in names:
             if "_firstorder_" not in n and n.split("_")[0] not in recomputed:
-                assert full[n] == short[n] or np.isnan(full[n]), n   # same bins: same texture, exactly
+                # same bins: same texture (exactly on pyradiomics' route; to the engine's parity, rtol 1e-9,
+                # where the copied value comes from the extraction's batch and the other from one image)
+                assert np.isclose(full[n], short[n], rtol=1e-9, atol=1e-12) or np.isnan(full[n]), n
         assert 0 < len(recomputed) < 17
 
 
