@@ -1409,7 +1409,22 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
         Returns ``dict(ct=, dose=, gtvSegmentation=, gtvSegmentId=, gtvName=, discovery=<the record>,
         loadedWith={role: "DICOM module" | "DoseRadiomics readers"}, warnings=[...], text=, details=)``.
+        A failure (e.g. no structure of that name) leaves the scene as it was: nothing half-loaded.
         """
+        scene = slicer.mrmlScene
+        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+        try:
+            return self._loadDiscovery(found, gtvName, useDicomModule)
+        except Exception:
+            added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+            for node in added:
+                # The subject hierarchy and singletons (editor, selection) belong to the scene, not the load.
+                if (node.GetID() not in before and not node.IsA("vtkMRMLSubjectHierarchyNode")
+                        and not node.GetSingletonTag()):
+                    scene.RemoveNode(node)
+            raise
+
+    def _loadDiscovery(self, found, gtvName, useDicomModule) -> dict:
         from DoseRadiomicsLib import discovery, mrml_bridge, readers
         from DoseRadiomicsLib.readers import LoadedImage
         scene = slicer.mrmlScene

@@ -37,7 +37,8 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-SLICER_CLONE = Path("/work/.mirror/Slicer+Slicer/repo")
+# The Slicer clone test_slicer_dependencies.py reads SampleData.py from (same variable).
+SLICER_CLONE = Path(os.environ.get("DOSERADIOMICS_SLICER_GIT", "/work/.mirror/Slicer+Slicer/repo"))
 
 
 def _read(path):

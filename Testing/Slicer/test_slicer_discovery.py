@@ -188,6 +188,7 @@ def test_a_close_name_suggestion_and_an_ambiguity_reach_the_status(monkeypatch, 
         assert ui.discoveryLabel.text == text and "Traceback" not in text
         assert any("did you mean 'GTV 1'?" in r.getMessage() for r in caplog.records)  # the message box
         assert harness.widget._parameterNode.gtvSegmentation is None
+        assert env.scene.GetNumberOfNodesByClass("vtkMRMLVolumeNode") == 0  # CT and dose not left half-loaded
 
         ui.gtvNameLineEdit.text = "GTV 1"
         _pick_folder(monkeypatch, env, ambiguous)
@@ -227,6 +228,30 @@ def dicom_module(request, monkeypatch, module):
                                                          "DicomRtImportExportPlugin": fakes.RtPlugin}, raising=False)
     yield types.SimpleNamespace(env=env, database=database, tag=request.param)
     env.scene.Clear(0)
+
+
+def test_the_database_fake_answers_as_ctkdicomdatabase_documents(export):
+    """The fake on its own, against pydicom's reading of the same files (no DoseRadiomics code)."""
+    import pydicom
+    database, indexer = fakes.FakeDICOMDatabase(), fakes.ctkDICOMIndexer()
+    indexer.addDirectory(database, str(export))
+    indexer.waitForImportFinished()
+    dicom = sorted(str(p) for p in export.iterdir() if p.suffix == ".dcm")
+    assert sorted(indexer.imported) == dicom  # the README.txt is not DICOM
+    (patient,) = database.patients()
+    (study,) = database.studiesForPatient(patient)
+    series = database.seriesForStudy(study)
+    files = sorted(f for s in series for f in database.filesForSeries(s))
+    assert files == dicom and database.nameForPatient(patient) == "Test^Patient"
+    for f in (dicom[0], str(export / "RD.beam2.dcm")):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        assert database.fileValue(f, "0020,000D") == study == ds.StudyInstanceUID
+        assert database.seriesForFile(f) == ds.SeriesInstanceUID and database.studyForSeries(ds.SeriesInstanceUID) == study
+        assert database.fileForInstance(ds.SOPInstanceUID) == f and database.instanceForFile(f) == ds.SOPInstanceUID
+        assert database.fileValue(f, "0008,0060") == ds.Modality
+    assert database.fileValue(dicom[0], "0020,0032").count("\\") == 2  # multi-valued: backslash-separated
+    assert database.fileValue(dicom[0], "300a,0002") == "" and database.filesForSeries("1.2.3") == []
+    assert len(database.filesForSeries(series[0], hits=1)) == 1
 
 
 def test_with_the_dicom_module_the_folder_is_imported_and_loaded_by_its_plugins(dicom_module, export):
