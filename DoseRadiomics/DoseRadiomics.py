@@ -97,7 +97,9 @@ class DoseRadiomics(ScriptedLoadableModule):  # noqa: F405
 Predicts radiochemotherapy resistance from the planning CT and the RT dose (Zhang et al. 2025,
 Transl Cancer Res 14(3):1516): on the largest cross-section of the GTV, 2D radiomics of the GTV on the
 CT and 2D dosiomics of the dose map (GTV-heat, 50Gy-heat), then the model file's logistic models.
-Steps: align the dose to the CT, draw or correct the GTV, find the largest cross-section, make the dose
+Steps: load CT, dose and GTV (the sample case; the DICOM module; or "Find in folder..." / "From DICOM
+study", which find them in a planning-system export or a DICOM study as the command line's --patient-dir
+does), align the dose to the CT, draw or correct the GTV, find the largest cross-section, make the dose
 ROIs (editable), extract the features, predict with a model file (the combined model needs the clinical
 values it was trained with, typed as in the manifest). Cohorts (extraction, training, report) run in the
 background with the doseradiomics command.
