@@ -70,24 +70,25 @@ def ambiguous(patient, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cli_features(export, tmp_path_factory):
-    """``doseradiomics extract --patient-dir`` on the export: its feature row."""
+    """``doseradiomics extract --patient-dir`` on the export: its feature row and its discovery record."""
+    import json
     from DoseRadiomicsLib.cli import main
     out = tmp_path_factory.mktemp("cli")
     assert main(["extract", "--patient-dir", str(export), "--gtv-name", "GTV 1", "--out", str(out),
                  "--no-png", "--quiet"]) == 0
     with open(out / "features.csv") as fh:
-        return next(csv.DictReader(fh))
+        row = next(csv.DictReader(fh))
+    return row, json.loads((out / "extraction.json").read_text())["discovery"]
 
 
 def test_folder_discovery_loads_the_clis_files_and_its_features_follow(logic, scene, export, cli_features):
     import slicer
-    from DoseRadiomicsLib import discovery
     from DoseRadiomicsLib.pipeline import PatientInputs, load_patient
 
+    row, cli_record = cli_features
     out = logic.discoverPatientFolder(export, gtvName="gtv1")  # case and spaces ignored, as --gtv-name
-    cli = discovery.discover_patient(export)
-    for role in ("ct", "rtstruct", "rtdose"):
-        assert out["discovery"][role] == cli.record[role], role
+    for role in ("ct", "rtstruct", "rtdose", "refused_doses", "skipped", "plan_files"):
+        assert out["discovery"][role] == cli_record[role], role
     assert out["discovery"]["rtdose"]["summation"] == "BEAM (3 summed)"
     assert "a LOCALIZER (scout) image" in out["discovery"]["skipped"]
     assert out["loadedWith"]["ct"] == out["loadedWith"]["dose"] == "DoseRadiomics readers"
@@ -106,7 +107,7 @@ def test_folder_discovery_loads_the_clis_files_and_its_features_follow(logic, sc
     aligned = logic.alignDose(out["ct"], out["dose"], out["gtvSegmentation"], out["gtvSegmentId"])
     rois = logic.makeDoseROIs(out["ct"], aligned, out["gtvSegmentation"], out["gtvSegmentId"], isodoseGy=(50.0,))
     _, features = logic.extractFeatures(out["ct"], aligned, rois)
-    expected = {k: float(v) for k, v in cli_features.items()
+    expected = {k: float(v) for k, v in row.items()
                 if k not in ("patient_id", "settings_hash") and not k.startswith("diag__")}
     assert set(features) == set(expected)
     names = sorted(expected)
