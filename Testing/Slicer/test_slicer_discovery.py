@@ -211,13 +211,12 @@ def test_a_close_name_suggestion_and_an_ambiguity_reach_the_status(monkeypatch, 
 # with Slicer's DICOM module: Slicer's DICOMUtils on the documented CTK and plugin APIs
 
 
-@pytest.fixture(params=["v5.8.0", "v5.12.3"])
-def dicom_module(request, monkeypatch, module):
+def _dicom_module(monkeypatch, tag):
     import slicer
     env = widget_harness.install(monkeypatch, _make_slicer_session)  # qt/ctk for DICOMUtils' imports
-    utils = fakes.slicer_dicomutils(request.param, monkeypatch)
+    utils = fakes.slicer_dicomutils(tag, monkeypatch)
     if utils is None:
-        pytest.skip(f"no Slicer clone at {fakes.SLICER_CLONE} to read DICOMUtils.py {request.param} from")
+        pytest.skip(f"no Slicer clone at {fakes.SLICER_CLONE} to read DICOMUtils.py {tag} from")
     package = types.ModuleType("DICOMLib")
     package.DICOMUtils = utils
     monkeypatch.setitem(sys.modules, "DICOMLib", package)
@@ -227,8 +226,19 @@ def dicom_module(request, monkeypatch, module):
     monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
     monkeypatch.setattr(slicer.modules, "dicomPlugins", {"DICOMScalarVolumePlugin": fakes.ScalarVolumePlugin,
                                                          "DicomRtImportExportPlugin": fakes.RtPlugin}, raising=False)
-    yield types.SimpleNamespace(env=env, database=database, tag=request.param)
+    yield types.SimpleNamespace(env=env, database=database, tag=tag)
     env.scene.Clear(0)
+
+
+@pytest.fixture(params=["v5.8.0", "v5.12.3"])
+def dicom_module(request, monkeypatch, module):
+    yield from _dicom_module(monkeypatch, request.param)
+
+
+@pytest.fixture
+def dicom_module_newest(monkeypatch, module):
+    """For what does not depend on the DICOMUtils release (run once)."""
+    yield from _dicom_module(monkeypatch, "v5.12.3")
 
 
 def test_the_database_fake_answers_as_ctkdicomdatabase_documents(export):
@@ -302,3 +312,22 @@ def test_a_study_is_needed_when_the_database_holds_several(dicom_module, export,
     assert files and all(Path(f).parent in (export, ambiguous) for f in files)
     with pytest.raises(InputError, match="has no files of study 1.2.3"):
         logic.studyFiles("1.2.3")
+
+
+def test_from_dicom_study_button_loads_the_databases_only_study(dicom_module_newest, export):
+    env = dicom_module_newest.env
+    assert sys.modules["DICOMLib.DICOMUtils"].importDicom(str(export))  # what the DICOM module's Import does
+    harness = widget_harness.Harness(env.module, env.scene)
+    harness.setup()
+    harness.enter()
+    try:
+        ui = harness.ui
+        ui.gtvNameLineEdit.text = "re:gtv\\s*1"
+        ui.fromDicomStudyButton.click()
+        p = harness.widget._parameterNode
+        assert p.ctVolume is not None and harness.widget.logic.modality(p.ctVolume) == "CT"
+        assert p.gtvSegmentation.GetSegmentation().GetSegment(p.gtvSegmentId).GetName() == "GTV 1"
+        assert "BEAM (3 summed)" in ui.discoveryLabel.text and "ct: DICOM module" in ui.discoveryLabel.toolTip
+        assert ui.doseSelector.currentNode() is p.doseVolume
+    finally:
+        _close(env, harness)
