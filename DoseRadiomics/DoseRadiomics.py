@@ -545,17 +545,18 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         """Run a discovery; a bad folder or study is the library's one-line message (label, status and
         a message box), not a traceback."""
         from DoseRadiomicsLib.errors import DoseRadiomicsError
-        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
         try:
-            result = run()
+            slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+            try:
+                result = run()
+            finally:  # also for an unexpected error, which then reaches the console with its traceback
+                slicer.app.restoreOverrideCursor()
         except DoseRadiomicsError as exc:
-            slicer.app.restoreOverrideCursor()
             self.ui.discoveryLabel.text = str(exc)
             self.ui.discoveryLabel.toolTip = ""
             self._status(str(exc))
             slicer.util.errorDisplay(_("The patient's files were not found.") + "\n\n" + str(exc))
             return
-        slicer.app.restoreOverrideCursor()
         self.updateGuiFromParameterNode()
         self.ui.discoveryLabel.text = result["text"]
         self.ui.discoveryLabel.toolTip = result["details"]
