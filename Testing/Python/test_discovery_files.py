@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from DoseRadiomicsLib import discovery
 from DoseRadiomicsLib.errors import InputError
+from DoseRadiomicsLib.pipeline import PatientInputs, load_patient
 from DoseRadiomicsLib.readers import read_ct
 
 import make_exports as mx
@@ -75,3 +76,16 @@ def test_a_file_the_list_names_but_that_is_gone_is_named(export, tmp_path):
     files = [p for p in export.rglob("*") if p.is_file()] + [tmp_path / "moved" / "CT.9.dcm"]
     with pytest.raises(InputError, match=r"1 of the \d+ files do not exist: .*CT\.9\.dcm.*import the study again"):
         discovery.discover_files(files)
+
+
+def test_extract_patient_dir_reads_a_series_split_over_folders_whole(patient, export, tmp_path):
+    """An export whose CT slices lie in two folders: ``--patient-dir`` reads every slice of the series,
+    not only those beside its first file."""
+    folder = tmp_path / "split"
+    for i, p in enumerate(sorted(q for q in export.iterdir() if q.is_file())):
+        sub = folder / ("CT_1" if p.name.startswith("CT.") and i % 2 else "CT_2" if p.name.startswith("CT.") else "RT")
+        sub.mkdir(parents=True, exist_ok=True)
+        _copy(p, sub / p.name)
+    loaded = load_patient(PatientInputs("p", None, None, None, gtv_name="GTV 1", patient_dir=str(folder)))
+    assert np.array_equal(sitk.GetArrayFromImage(loaded.ct.image), patient["ct"])
+    assert loaded.record["discovery"]["ct"]["files"] == patient["ct"].shape[0]
