@@ -97,7 +97,9 @@ class DoseRadiomics(ScriptedLoadableModule):  # noqa: F405
 Predicts radiochemotherapy resistance from the planning CT and the RT dose (Zhang et al. 2025,
 Transl Cancer Res 14(3):1516): on the largest cross-section of the GTV, 2D radiomics of the GTV on the
 CT and 2D dosiomics of the dose map (GTV-heat, 50Gy-heat), then the model file's logistic models.
-Steps: align the dose to the CT, draw or correct the GTV, find the largest cross-section, make the dose
+Steps: load CT, dose and GTV (the sample case; the DICOM module; or "Find in folder..." / "From DICOM
+study", which find them in a planning-system export or a DICOM study as the command line's --patient-dir
+does), align the dose to the CT, draw or correct the GTV, find the largest cross-section, make the dose
 ROIs (editable), extract the features, predict with a model file (the combined model needs the clinical
 values it was trained with, typed as in the manifest). Cohorts (extraction, training, report) run in the
 background with the doseradiomics command.
@@ -153,6 +155,8 @@ class DoseRadiomicsParameterNode:
 
     ctVolume, doseVolume - the planning CT and the RT dose as loaded (dose in Gy);
     gtvSegmentation, gtvSegmentId - the GTV segment (drawn in the editor or imported from RTSTRUCT);
+    gtvName - the GTV name rule (as --gtv-name: names, aliases a|b, glob:, re:) used to find the GTV in a
+    patient folder or DICOM study; patientFolder - the last folder searched;
     alignedDose - the dose resampled on the CT grid; roiSegmentation - GTV, GTV-heat and isodose segments
     on the largest cross-section; featureTable - the extracted features;
     isodoseGy - isodose thresholds in Gy, e.g. "50" or "45 50"; config - "paper" (1,595 features per
@@ -168,6 +172,8 @@ class DoseRadiomicsParameterNode:
     doseVolume: vtkMRMLScalarVolumeNode
     gtvSegmentation: vtkMRMLSegmentationNode
     gtvSegmentId: str = ""
+    gtvName: str = ""
+    patientFolder: Path
     alignedDose: vtkMRMLScalarVolumeNode
     roiSegmentation: vtkMRMLSegmentationNode
     featureTable: vtkMRMLTableNode
@@ -259,6 +265,8 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
 
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
         self.ui.loadSampleButton.connect("clicked(bool)", self.onLoadSample)
+        self.ui.findInFolderButton.connect("clicked(bool)", self.onFindInFolder)
+        self.ui.fromDicomStudyButton.connect("clicked(bool)", self.onFromDicomStudy)
         self.ui.alignButton.connect("clicked(bool)", self.onAlign)
         self.ui.showPictureButton.connect("clicked(bool)", self.onShowPicture)
         self.ui.importPictureButton.connect("clicked(bool)", self.onImportPicture)
@@ -515,6 +523,45 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                 p.gtvSegmentId = case["gtvSegmentId"]
             self.updateGuiFromParameterNode()
             self._status(_("Sample case loaded: CT, dose (Gy) and GTV."))
+
+    # A patient's files from a folder or a DICOM study (the library's discovery, in the Logic)
+
+    def onFindInFolder(self) -> None:
+        p = self._parameterNode
+        start = "" if p.patientFolder is None or str(p.patientFolder) in ("", ".") else str(p.patientFolder)
+        # QFileDialog::getExistingDirectory returns "" when the user cancels.
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Patient folder (a planning-system export)"), start)
+        if not folder:
+            return
+        p.patientFolder = Path(folder)
+        self._discover(lambda: self.logic.discoverPatientFolder(folder, gtvName=p.gtvName or None))
+
+    def onFromDicomStudy(self) -> None:
+        p = self._parameterNode
+        self._discover(lambda: self.logic.discoverStudy(self.logic.studyForPanel(p.ctVolume),
+                                                        gtvName=p.gtvName or None))
+
+    def _discover(self, run) -> None:
+        """Run a discovery; a bad folder or study is the library's one-line message (label, status and
+        a message box), not a traceback."""
+        from DoseRadiomicsLib.errors import DoseRadiomicsError
+        try:
+            slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+            try:
+                result = run()
+            finally:  # also for an unexpected error, which then reaches the console with its traceback
+                slicer.app.restoreOverrideCursor()
+        except DoseRadiomicsError as exc:
+            self.ui.discoveryLabel.text = str(exc)
+            self.ui.discoveryLabel.toolTip = ""
+            self._status(str(exc))
+            slicer.util.errorDisplay(_("The patient's files were not found.") + "\n\n" + str(exc))
+            return
+        self.updateGuiFromParameterNode()
+        self.ui.discoveryLabel.text = result["text"]
+        self.ui.discoveryLabel.toolTip = result["details"]
+        self._status(_("Loaded CT, dose and GTV '{gtv}'.").format(gtv=result["gtvName"]))
 
     def onGtvSegmentationChanged(self, node) -> None:
         # Also called while a scene closes (the selector's node is removed) when there is no parameter node.
@@ -814,6 +861,7 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     ATTR_TOUCHING = "DoseRadiomics.IsodoseTouchingGtv"
     ATTR_SETTINGS_HASH = "DoseRadiomics.SettingsHash"
     ATTR_SECTION = "DoseRadiomics.Section"   # largest, largest:K or volume (the ROI segments' extent)
+    ATTR_FRAME_OF_REFERENCE = "DoseRadiomics.FrameOfReferenceUID"
     EXACT_VALUE_COLUMN = "value (exact)"
     STABILITY_COLUMN = "stability"            # "unstable" / "stable" from the stability screen
     ATTR_UNSTABLE = "DoseRadiomics.UnstableFeatures"   # their count
@@ -1043,10 +1091,14 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         In order: the series item's ``DICOM.FrameOfReferenceUID`` (Slicer's DICOMPlugin records it for
         image series such as the CT; SlicerRT does not for RTDOSE or RTSTRUCT); for an RTSTRUCT
         segmentation, that of the series it references; the first instance's tag (0020,0052) in
-        Slicer's DICOM database (needs the application's database).
+        Slicer's DICOM database (needs the application's database). Nodes this module read from
+        DICOM files itself (:meth:`discoverPatientFolder` without the DICOM module) carry it as the
+        attribute ``DoseRadiomics.FrameOfReferenceUID``.
         """
         if node is None:
             return None
+        if node.GetAttribute(self.ATTR_FRAME_OF_REFERENCE):
+            return node.GetAttribute(self.ATTR_FRAME_OF_REFERENCE)
         item = self._seriesItem(node)
         uid = self._itemAttribute(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMFrameOfReferenceUIDAttributeName())
         if uid:
@@ -1241,6 +1293,272 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return LoadedImage(image=image, path=f"Slicer node '{volumeNode.GetName()}'",
                            frame_of_reference_uid=self.frameOfReferenceUid(volumeNode),
                            details={"node_id": volumeNode.GetID()})
+
+    # ---------------------------------------------------------------------------------------
+    # A patient's files from a folder or a DICOM-database study: the library's discovery
+    # (DoseRadiomicsLib.discovery, the rules of ``extract --patient-dir``), then the chosen files in
+    # the scene. With Slicer's DICOM module (slicer.dicomDatabase open, slicer.modules.dicomPlugins)
+    # the CT, RTSTRUCT and RTDOSE are loaded as the DICOM browser loads them (DICOMUtils at v5.8.0 and
+    # v5.12.3: getLoadablesFromFileLists, selectHighestConfidenceLoadables, loadLoadables; SlicerRT's
+    # DicomRtImportExportPlugin for the RT objects); without it (headless slicer-core) by the
+    # library's readers. Either way the GTV is rasterised by the library (the command line's rule for
+    # contour pixels), so the features equal the command line's.
+
+    @staticmethod
+    def dicomModuleAvailable() -> bool:
+        """True where Slicer's DICOM database is open and DICOM plugins are registered."""
+        database = getattr(slicer, "dicomDatabase", None)
+        plugins = getattr(getattr(slicer, "modules", None), "dicomPlugins", None)
+        return database is not None and bool(getattr(database, "isOpen", False)) and bool(plugins)
+
+    def discoverPatientFolder(self, folder, gtvName=None, rtstruct=None, rtdose=None, ctSeries=None,
+                              useDicomModule=None) -> dict:
+        """Find the patient's CT series, RTSTRUCT and RTDOSE(s) in ``folder`` (searched recursively, as
+        ``extract --patient-dir`` does: same rules, same errors) and load them into the scene.
+
+        ``gtvName``: the GTV rule of ``--gtv-name`` (names, aliases ``a|b``, ``glob:``, ``re:``; case and
+        spaces ignored; an unknown name gets a close-name suggestion). ``rtstruct``/``rtdose``/``ctSeries``
+        pick where the rules find several (``--gtv``/``--dose``/``--ct``). ``useDicomModule``: None = when
+        available (:meth:`dicomModuleAvailable`); the folder is then imported into the DICOM database first.
+        Returns what :meth:`loadDiscovery` returns; the parameter node is filled.
+        """
+        from DoseRadiomicsLib import discovery
+        found = discovery.discover_patient(folder, rtstruct=rtstruct, rtdose=rtdose, ct_series=ctSeries)
+        viaDicom = self.dicomModuleAvailable() if useDicomModule is None else useDicomModule
+        if viaDicom:
+            from DICOMLib import DICOMUtils
+            if not DICOMUtils.importDicom(str(found.root)):
+                from DoseRadiomicsLib.errors import InputError
+                raise InputError("the folder could not be imported into Slicer's DICOM database",
+                                 path=found.root, hint="see the Python console; or load the files with "
+                                                        "the DICOM module")
+        return self.loadDiscovery(found, gtvName=gtvName, useDicomModule=viaDicom)
+
+    def studyInstanceUid(self, study) -> str:
+        """A StudyInstanceUID from a UID, a subject-hierarchy study item or a node loaded from the study."""
+        from DoseRadiomicsLib.errors import InputError
+        if isinstance(study, str):
+            return study
+        item = study
+        if hasattr(study, "GetID"):  # a node: the study above its series item
+            item = self.studyItem(study)
+            if not item:
+                raise InputError(f"'{study.GetName()}' was not loaded from the DICOM database (it has no study)",
+                                 hint="load the study with the DICOM module, or use 'Find in folder'")
+        sh = self._subjectHierarchy()
+        uid = sh.GetItemUID(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName()) if item else ""
+        if not uid or sh.GetItemLevel(item) != slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMLevelStudy():
+            raise InputError(f"subject-hierarchy item {item} is not a DICOM study",
+                             hint="select a study (or a series of it) loaded by the DICOM module")
+        return uid
+
+    def studyForPanel(self, ctNode=None):
+        """The study the panel's "From DICOM study" means: the selected CT's, else the database's only
+        study; else an InputError listing the studies."""
+        from DoseRadiomicsLib.errors import InputError
+        if ctNode is not None and self.studyItem(ctNode):
+            return self.studyItem(ctNode)
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None or not getattr(database, "isOpen", False):
+            raise InputError("Slicer's DICOM database is not open", hint="open the DICOM module first, or use "
+                                                                        "'Find in folder'")
+        studies = [(patient, study) for patient in database.patients() for study in database.studiesForPatient(patient)]
+        if len(studies) == 1:
+            return studies[0][1]
+        listing = "; ".join(f"'{database.descriptionForStudy(study)}' of {database.nameForPatient(patient)} ({study})"
+                            for patient, study in studies) or "none"
+        raise InputError(f"the DICOM database holds {len(studies)} studies: {listing}",
+                         hint="select a CT loaded from the wanted study as the planning CT, then press "
+                              "'From DICOM study' again")
+
+    def studyFiles(self, study) -> list:
+        """Every file of every series of a study in Slicer's DICOM database (ctkDICOMDatabase
+        seriesForStudy, filesForSeries)."""
+        from DoseRadiomicsLib.errors import InputError
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None or not getattr(database, "isOpen", False):
+            raise InputError("Slicer's DICOM database is not open", hint="open the DICOM module first, or use "
+                                                                        "'Find in folder'")
+        uid = self.studyInstanceUid(study)
+        files = [f for series in database.seriesForStudy(uid) for f in database.filesForSeries(series)]
+        if not files:
+            raise InputError(f"the DICOM database has no files of study {uid}",
+                             hint="import the study's folder with the DICOM module")
+        return files
+
+    def discoverStudy(self, study, gtvName=None, rtstruct=None, rtdose=None, ctSeries=None,
+                      useDicomModule=None) -> dict:
+        """:meth:`discoverPatientFolder` for a study of Slicer's DICOM database: ``study`` is its
+        StudyInstanceUID, its subject-hierarchy item, or a node loaded from it (e.g. the selected CT).
+        The discovery runs on the files of all the study's series (``discovery.discover_files``)."""
+        from DoseRadiomicsLib import discovery
+        files = self.studyFiles(study)
+        found = discovery.discover_files(files, rtstruct=rtstruct, rtdose=rtdose, ct_series=ctSeries)
+        viaDicom = self.dicomModuleAvailable() if useDicomModule is None else useDicomModule
+        return self.loadDiscovery(found, gtvName=gtvName, useDicomModule=viaDicom)
+
+    def _loadWithDicomPlugins(self, files, messages) -> list:
+        """The nodes the DICOM module loads from one file list (the browser's choice of plugin)."""
+        from DICOMLib import DICOMUtils
+        loadablesByPlugin, _unused = DICOMUtils.getLoadablesFromFileLists([[str(f) for f in files]],
+                                                                          messages=messages)
+        DICOMUtils.selectHighestConfidenceLoadables(loadablesByPlugin)
+        ids = DICOMUtils.loadLoadables(loadablesByPlugin, messages=messages)
+        nodes = [slicer.mrmlScene.GetNodeByID(i) for i in ids]
+        return [n for n in nodes if n is not None]
+
+    def _isPlainScalarVolume(self, node) -> bool:
+        return (node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode")
+                and not node.IsA("vtkMRMLVectorVolumeNode"))
+
+    def loadDiscovery(self, found, gtvName=None, useDicomModule=False) -> dict:
+        """Put a ``discovery.Discovery``'s files in the scene and fill the parameter node.
+
+        CT and dose: with ``useDicomModule``, as the DICOM module loads them (several BEAM doses are
+        then summed by the library from SlicerRT's dose volumes, each in Gy); a role the plugins load
+        nothing for (e.g. the dose without SlicerRT) and every role without the DICOM module: the
+        library's readers (the CT series from exactly its files; BEAM doses summed as ``extract`` sums
+        them). The GTV: the RTSTRUCT's structure ``gtvName`` picks, rasterised by the library onto the
+        CT node's grid, as a segmentation (with the DICOM module, SlicerRT's structure set is loaded
+        beside it for viewing).
+
+        Returns ``dict(ct=, dose=, gtvSegmentation=, gtvSegmentId=, gtvName=, discovery=<the record>,
+        loadedWith={role: "DICOM module" | "DoseRadiomics readers"}, warnings=[...], text=, details=)``.
+        A failure (e.g. no structure of that name) leaves the scene as it was: nothing half-loaded.
+        """
+        scene = slicer.mrmlScene
+        before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+        try:
+            return self._loadDiscovery(found, gtvName, useDicomModule)
+        except Exception:
+            added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+            for node in added:
+                # The subject hierarchy and singletons (editor, selection) belong to the scene, not the load.
+                if (node.GetID() not in before and not node.IsA("vtkMRMLSubjectHierarchyNode")
+                        and not node.GetSingletonTag()):
+                    scene.RemoveNode(node)
+            raise
+
+    def _loadDiscovery(self, found, gtvName, useDicomModule) -> dict:
+        from DoseRadiomicsLib import discovery, mrml_bridge, readers
+        from DoseRadiomicsLib.readers import LoadedImage
+        scene = slicer.mrmlScene
+        record = found.record
+        frame = found.headers["ct"].frame
+        patient = str(found.headers["ct"].get("PatientID")) or found.root.name
+        messages, warnings, loadedWith, extra = [], list(found.warnings), {}, {}
+
+        ctNode = None
+        if useDicomModule:
+            ctNode = next((n for n in self._loadWithDicomPlugins(found.ct_files, messages)
+                           if self._isPlainScalarVolume(n)), None)
+        if ctNode is not None:
+            ct = LoadedImage(mrml_bridge.image_from_volume_node(ctNode), f"Slicer node '{ctNode.GetName()}'",
+                             self.frameOfReferenceUid(ctNode) or frame)
+            loadedWith["ct"] = "DICOM module"
+        else:
+            ct = readers.read_ct(found.ct, patient=patient, files=found.ct_files)
+            ctNode = mrml_bridge.volume_node_from_image(ct.image, f"{patient} CT")
+            ctNode.SetAttribute(self.ATTR_FRAME_OF_REFERENCE, ct.frame_of_reference_uid or "")
+            loadedWith["ct"] = "DoseRadiomics readers"
+
+        doseNode = None
+        if useDicomModule:
+            if found.rtstruct is not None:
+                extra["structureSet"] = [n for n in self._loadWithDicomPlugins([found.rtstruct], messages)
+                                         if n.IsA("vtkMRMLSegmentationNode")]
+            doseNodes = []
+            for path in found.doses:
+                doseNodes += [n for n in self._loadWithDicomPlugins([path], messages)
+                              if self._isPlainScalarVolume(n) and self.isDoseVolume(n)]
+            if len(doseNodes) == len(found.doses) == 1:
+                doseNode = doseNodes[0]  # SlicerRT's dose, unit on its study item (converted when aligned)
+            elif len(doseNodes) == len(found.doses):
+                summed = discovery.sum_doses([self._doseInGy(n) for n in doseNodes], patient=patient)
+                doseNode = self._newDoseNode(summed.image, f"{patient} dose ({record['rtdose']['summation']}, Gy)",
+                                             frame)
+            if doseNode is not None:
+                loadedWith["dose"] = "DICOM module"
+            else:
+                warnings.append(_("the DICOM module loaded no dose volume (is SlicerRT installed?): the dose "
+                                  "was read by DoseRadiomics"))
+                for n in doseNodes:
+                    scene.RemoveNode(n)
+        if doseNode is None:
+            dose = discovery.read_doses(found.doses, patient=patient)
+            doseNode = self._newDoseNode(dose.image, f"{patient} dose ({record['rtdose']['summation']}, Gy)",
+                                         dose.frame_of_reference_uid)
+            loadedWith["dose"] = "DoseRadiomics readers"
+
+        mask = readers.read_gtv(found.rtstruct, ct, name=gtvName, patient=patient)
+        gtvReport = readers.gtv_report(mask)
+        roiName = gtvReport.get("roi_name") or "GTV"
+        segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                               scene.GenerateUniqueName(f"{patient} GTV"))
+        segmentation.CreateDefaultDisplayNodes()
+        segmentation.SetReferenceImageGeometryParameterFromVolumeNode(ctNode)
+        segmentId = mrml_bridge.add_segment_from_mask(segmentation, mask, roiName, color=self.ROI_COLORS["GTV"])
+        segmentation.SetAttribute("DoseRadiomics.RTSTRUCT", str(found.rtstruct))
+        loadedWith["gtv"] = "DoseRadiomics readers (the command line's contour rule)"
+        warnings += list(gtvReport.get("warnings") or [])
+        warnings += [m for m in messages if m]
+
+        p = self.getParameterNode()
+        with slicer.util.NodeModify(p.parameterNode):
+            p.ctVolume, p.doseVolume = ctNode, doseNode
+            p.gtvSegmentation, p.gtvSegmentId = segmentation, segmentId
+            # Results of the previous patient must not be taken for this one's.
+            p.alignedDose = None
+            p.roiSegmentation = None
+            p.featureTable = None
+        out = {"ct": ctNode, "dose": doseNode, "gtvSegmentation": segmentation, "gtvSegmentId": segmentId,
+               "gtvName": roiName, "discovery": record, "loadedWith": loadedWith, "warnings": warnings,
+               "structureSet": extra.get("structureSet", [])}
+        out["text"], out["details"] = self.describeDiscovery(out)
+        return out
+
+    def _doseInGy(self, doseNode):
+        """A dose node as the library's LoadedImage in Gy (SlicerRT's recorded unit applied)."""
+        import dataclasses
+        import SimpleITK as sitk
+        from DoseRadiomicsLib.dicomrt import UNIT_TO_GY
+        loaded = self._loaded(doseNode, "dose")
+        unit = self.doseUnit(doseNode) or "Gy"
+        image = sitk.Cast(loaded.image, sitk.sitkFloat32)
+        if unit != "Gy":
+            image = sitk.Cast(sitk.Cast(image, sitk.sitkFloat64) * UNIT_TO_GY[unit.upper()], sitk.sitkFloat32)
+        return dataclasses.replace(loaded, image=image)
+
+    def _newDoseNode(self, image, name, frame):
+        from DoseRadiomicsLib import mrml_bridge
+        node = mrml_bridge.volume_node_from_image(image, name)
+        node.SetAttribute(SLICERRT_DOSE_ATTRIBUTE, "1")
+        node.SetAttribute("DoseRadiomics.DoseUnit", "Gy")
+        node.SetAttribute(self.ATTR_FRAME_OF_REFERENCE, frame or "")
+        return node
+
+    @staticmethod
+    def describeDiscovery(result: dict) -> tuple:
+        """``(text, details)`` for the panel: what was chosen and why (short), and the whole record."""
+        r = result["discovery"]
+        text = "\n".join([
+            _("CT: {n} slices '{desc}' ({why})").format(n=r["ct"]["files"], desc=r["ct"]["series_description"],
+                                                       why=r["ct"]["why"]),
+            _("Structure set: {file} ({why}); GTV: '{gtv}'").format(file=r["rtstruct"]["file"],
+                                                                   why=r["rtstruct"]["why"], gtv=result["gtvName"]),
+            _("Dose: {files} ({summation}: {why})").format(files=", ".join(r["rtdose"]["files"]),
+                                                          summation=r["rtdose"]["summation"], why=r["rtdose"]["why"]),
+        ] + [_("Warning: {w}").format(w=w) for w in result["warnings"]])
+        lines = [_("Folder: {root}").format(root=r["patient_dir"])]
+        lines += [f"{role}: {how}" for role, how in result["loadedWith"].items()]
+        lines += [_("Dose refused: {file}: {why}").format(**d) for d in r.get("refused_doses", [])]
+        lines += [_("Other image series: {uid} ({n} files, '{desc}')").format(
+            uid=s["series_instance_uid"], n=s["files"], desc=s["series_description"])
+            for s in r.get("other_image_series", [])]
+        lines += [_("Skipped: {n} file(s), {why} (e.g. {files})").format(n=v["count"], why=why,
+                                                                          files=", ".join(v["files"][:2]))
+                  for why, v in r.get("skipped", {}).items()]
+        return text, "\n".join(lines)
 
     # ---------------------------------------------------------------------------------------
     # Steps

@@ -96,10 +96,11 @@ def _pixel_spacing(ds, patient, path):
 # CT series
 # ----------------------------------------------------------------------------------------------
 
-def _image_headers(folder: Path):
-    """(path, header) of every DICOM image slice in ``folder`` (RT objects and non-DICOM skipped)."""
+def _image_headers(folder: Path, files=None):
+    """(path, header) of every DICOM image slice in ``folder``, or of ``files`` (RT objects and
+    non-DICOM skipped)."""
     found = []
-    for p in sorted(folder.iterdir()):
+    for p in sorted(folder.iterdir()) if files is None else sorted(Path(f) for f in files):
         if not p.is_file():
             continue
         try:
@@ -150,8 +151,10 @@ def _check_not_truncated(path: Path, ds, patient) -> None:
                          hint="a slice file is damaged or truncated; copy the series again")
 
 
-def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
-    """Read the CT series in a folder, or the series one DICOM file belongs to.
+def read_ct_series(path: Path, patient=None, files=None) -> tuple[sitk.Image, dict]:
+    """Read the CT series in a folder, or the series one DICOM file belongs to; with ``files``, the
+    series ``path`` belongs to among those files only (a study in a DICOM database may keep a
+    series' files in several folders, or one folder may hold more than the list).
 
     Slices are sorted by ImagePositionPatient along the slice normal; the spacing between slices
     must be uniform (a missing slice is an error, not silently stretched). Rescale slope and
@@ -175,7 +178,7 @@ def read_ct_series(path: Path, patient=None) -> tuple[sitk.Image, dict]:
         wanted = str(own.SeriesInstanceUID)
     else:
         wanted = None
-    headers = _image_headers(folder)
+    headers = _image_headers(folder, files)
     series: dict[str, list] = {}
     for p, ds in headers:
         series.setdefault(str(ds.SeriesInstanceUID), []).append((p, ds))

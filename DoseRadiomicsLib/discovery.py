@@ -133,15 +133,20 @@ def _is_axial(ds) -> bool:
 
 
 def scan(folder, patient=None) -> dict:
-    """Every DICOM file under ``folder`` by role, reading headers only.
-
-    Returns {"series": {uid: [DicomFile]}, "RTSTRUCT": [...], "RTDOSE": [...], "skipped": [(path, why)]}.
-    """
+    """Every DICOM file under ``folder`` by role, reading headers only (:func:`scan_files`)."""
     root = Path(folder)
     if not root.is_dir():
         raise InputError("the patient folder does not exist or is not a folder", patient=patient, path=root)
+    return scan_files(sorted(q for q in root.rglob("*") if q.is_file()))
+
+
+def scan_files(paths) -> dict:
+    """The given files by role, reading headers only.
+
+    Returns {"series": {uid: [DicomFile]}, "RTSTRUCT": [...], "RTDOSE": [...], "skipped": [(path, why)]}.
+    """
     found = {"series": {}, "RTSTRUCT": [], "RTDOSE": [], "RTPLAN": [], "skipped": []}
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+    for p in paths:
         if p.name.upper() == "DICOMDIR" or p.name.startswith("."):
             continue
         try:
@@ -213,7 +218,34 @@ def discover_patient(folder, patient=None, rtstruct=None, rtdose=None, ct_series
     where the rules find several.
     """
     root = Path(folder).resolve()
-    found = scan(root, patient)
+    return _choose(scan(root, patient), root, patient, rtstruct, rtdose, ct_series)
+
+
+def discover_files(files, patient=None, root=None, rtstruct=None, rtdose=None, ct_series=None) -> Discovery:
+    """:func:`discover_patient` on a list of files instead of a folder (e.g. a study's files in
+    Slicer's DICOM database, which may lie in several folders): the same rules, choices and errors.
+
+    ``root`` (default: the files' common folder) is what file names in the record and the errors are
+    relative to.
+    """
+    paths = sorted({Path(f).resolve() for f in files})
+    missing = [p for p in paths if not p.is_file()]
+    if not paths or missing:
+        raise InputError("no files given" if not paths else
+                         f"{len(missing)} of the {len(paths)} files do not exist: "
+                         + ", ".join(str(p) for p in missing[:5]) + (" ..." if len(missing) > 5 else ""),
+                         patient=patient, path=root,
+                         hint="the DICOM database lists files that were moved or deleted: import the study again")
+    if root is None:
+        import os
+        root = Path(os.path.commonpath([str(p.parent) for p in paths]))
+    disc = _choose(scan_files(paths), Path(root).resolve(), patient, rtstruct, rtdose, ct_series)
+    disc.record["files_given"] = len(paths)
+    return disc
+
+
+def _choose(found: dict, root: Path, patient, rtstruct, rtdose, ct_series) -> Discovery:
+    """The choices of :func:`discover_patient` on the scanned files (:func:`scan_files`)."""
     reasons = {}
     where = {"patient": patient, "path": root}
 
@@ -433,13 +465,19 @@ def check_summation(details: dict, patient=None, path=None) -> None:
 
 def read_doses(paths, unit=None, patient=None):
     """One RTDOSE read as :func:`readers.read_dose` does, or several BEAM doses summed on the first's grid
-    (linear interpolation, 0 Gy outside a grid); the details list the summed files."""
+    (linear interpolation, 0 Gy outside a grid, :func:`sum_doses`); the details list the summed files."""
+    from .readers import read_dose
+
+    return sum_doses([read_dose(p, unit=unit, patient=patient) for p in paths], patient=patient)
+
+
+def sum_doses(loaded, patient=None):
+    """BEAM doses (LoadedImage, Gy) summed on the first one's grid (linear interpolation, 0 Gy outside
+    a grid); one dose is returned as it is. The details list the summed files."""
     import SimpleITK as sitk
 
     from .alignment import resample_to_reference
-    from .readers import read_dose
 
-    loaded = [read_dose(p, unit=unit, patient=patient) for p in paths]
     first = loaded[0]
     if len(loaded) == 1:
         return first

@@ -411,7 +411,8 @@ def load_patient(inputs: PatientInputs, options: ExtractionOptions | None = None
         else:
             ct_path, dose_paths, gtv_path = inputs.ct, [inputs.dose], inputs.gtv
         say(f"[{pid}] reading CT {ct_path}")
-        ct = read_ct(ct_path, patient=pid)
+        # A discovered series is read from exactly its files (an export may split it over folders).
+        ct = read_ct(ct_path, patient=pid, files=found.ct_files if found is not None else None)
         say(f"[{pid}] reading dose {', '.join(map(str, dose_paths))}")
         dose = discovery.read_doses(dose_paths, unit=inputs.dose_unit, patient=pid)
         if found is None:

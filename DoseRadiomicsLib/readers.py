@@ -184,15 +184,16 @@ def _read_sitk(p: Path, what: str, patient, working_bytes: int = 0) -> sitk.Imag
     return image
 
 
-def read_ct(path, patient=None) -> LoadedImage:
+def read_ct(path, patient=None, files=None) -> LoadedImage:
     """Read the planning CT (HU) from a DICOM series folder or file, NRRD, NIfTI or MHA/MHD.
 
     For DICOM, slices are ordered by ImagePositionPatient along the slice normal and rescale
     slope/intercept are applied; ``frame_of_reference_uid`` is filled. A one-slice series is allowed.
+    ``files`` (DICOM only): the series' slices are looked for among these files, not in the folder.
     """
     p = _check_exists(path, "CT", patient)
     if p.is_dir() or (not _is_image_file(p) and dicomrt.is_dicom_file(p)):
-        image, details = dicomrt.read_ct_series(p, patient=patient)
+        image, details = dicomrt.read_ct_series(p, patient=patient, files=files)
         check_direction(image.GetDirection(), "CT", patient, p)
         _check_finite(image, "CT", patient, p)
         return LoadedImage(image, str(p), details.pop("frame_of_reference_uid"), details)

@@ -778,6 +778,10 @@ class QSettings:
     def value(self, key, default=None):
         return self._store.get(key, default)
 
+    def contains(self, key):
+        """QSettings::contains: true if a setting called key exists."""
+        return key in self._store
+
     def setValue(self, key, value):
         self._store[key] = value
 

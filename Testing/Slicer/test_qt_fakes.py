@@ -74,6 +74,18 @@ def test_line_edit_text_changed_also_for_programmatic_changes():
     assert rec.calls == [("50",)]
 
 
+def test_settings_contains_only_keys_that_were_set():
+    # QSettings::contains(key): true if a setting called key exists (slicer.util.settingsValue relies on it).
+    settings = qt_fakes.QSettings()
+    key = "DoseRadiomicsTest/neverSet"
+    assert not settings.contains(key) and settings.value(key, 7) == 7
+    settings.setValue(key, 3)
+    try:
+        assert qt_fakes.QSettings().contains(key) and qt_fakes.QSettings().value(key) == 3  # persistent store
+    finally:
+        qt_fakes.QSettings._store.pop(key, None)
+
+
 def test_check_box_state_changed_and_toggled():
     box, state, toggled = QCheckBox(), Recorder(), Recorder()
     box.stateChanged.connect(state)
