@@ -41,8 +41,8 @@ BOOTSTRAP_METHOD = (
     "on the sample (apparent) and on the original training cohort (test); optimism = mean(apparent - test); "
     "corrected = the model file's training-cohort value - optimism. Replicate b uses "
     "numpy SeedSequence(seed).spawn(N)[b]: default_rng of it draws the sample, generate_state(1)[0] seeds "
-    "the LASSO folds. A patient drawn twice can fall in a CV training and test fold at once, as in any "
-    "bootstrap of a cross-validated procedure.")
+    "the LASSO folds. The LASSO's 10-fold CV folds the sample's distinct patients (glmnet foldid by patient): "
+    "every copy of a patient drawn more than once is in one fold, so none is fitted and scored in the same fold.")
 
 _STATE: dict = {}
 

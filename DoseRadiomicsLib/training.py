@@ -477,8 +477,9 @@ class MethodOptions:
 
 
 def select_roi_features(Xn_train: pd.DataFrame, y: np.ndarray, *, alpha: float, rule: str, seed: int,
-                        ttest: str = "student", mannwhitney_exact: str = "paper") -> dict:
-    """Univariate filter then LASSO (10-fold CV) on one ROI's normalised training features."""
+                        ttest: str = "student", mannwhitney_exact: str = "paper", groups=None) -> dict:
+    """Univariate filter then LASSO (10-fold CV) on one ROI's normalised training features.
+    ``groups``: a patient key per row (a bootstrap sample's copies of a patient share one CV fold)."""
     from .stats.selection import lasso_select, univariate_filter
     out = {"n_features": int(Xn_train.shape[1]), "notes": [], "warnings": []}
     uni = univariate_filter(Xn_train, y, alpha=alpha, equal_var=ttest == "student",
@@ -494,7 +495,7 @@ def select_roi_features(Xn_train: pd.DataFrame, y: np.ndarray, *, alpha: float, 
         out["notes"].append("one feature passed the univariate filter: LASSO skipped, the feature kept")
         out.update(selected=passed, lasso=None)
         return out
-    lasso = lasso_select(Xn_train[passed], y, folds=CV_FOLDS, rule=rule, seed=seed)
+    lasso = lasso_select(Xn_train[passed], y, folds=CV_FOLDS, rule=rule, seed=seed, groups=groups)
     selected = [str(f) for f in lasso["selected"]]
     if lasso["rule_used"] != rule:
         msg = (f"the LASSO 1-SE rule (lambda {lasso['lambda_1se']:.4g}) kept no feature: fell back to "
@@ -534,7 +535,9 @@ def fit_pipeline(X: pd.DataFrame, raw: pd.DataFrame, y, clinical_columns, option
     from .stats.logistic import univariate_multivariate
     from .stats.selection import MinMaxScaler
 
-    patient_ids = set(map(str, X.index))     # before a bootstrap sample's copies are relabelled
+    # before a bootstrap sample's copies are relabelled: the LASSO folds and the stability shares go by patient
+    patients = np.asarray(X.index.map(str))
+    patient_ids = set(patients)
     X, raw = _unique_rows(X, raw)
     y = np.asarray(y, dtype=int)
     _check_events(y, "training cohort")
@@ -567,7 +570,8 @@ def fit_pipeline(X: pd.DataFrame, raw: pd.DataFrame, y, clinical_columns, option
             raise DataError(f"the features table has no usable columns for ROI {roi!r} (model {model_name})",
                             hint=f"extract the {roi} ROI for the cohort, or check its feature values")
         sel = select_roi_features(Xn[cols], y, alpha=options.alpha_univariate, rule=options.lasso_rule,
-                                  seed=seed, ttest=options.ttest, mannwhitney_exact=options.mannwhitney_exact)
+                                  seed=seed, ttest=options.ttest, mannwhitney_exact=options.mannwhitney_exact,
+                                  groups=patients)
         fit = _fit(Xn[sel["selected"]], y, pen)
         models[model_name] = _model_entry(
             model_name, f"logistic regression on the LASSO-selected {roi} features (min-max normalised)",

@@ -196,8 +196,32 @@ LASSO_SOLVER = ("coordinate descent for the L1-penalised binomial log-likelihood
                 "strong rules, KKT checks); unpenalised intercept; standardised features")
 
 
+def _patient_folds(y: np.ndarray, groups, folds: int, seed: int) -> list:
+    """(train rows, test rows) per fold: stratified folds of the patients, every copy of a patient
+    in its patient's fold (glmnet's ``foldid`` by patient). ``groups``: a patient key per row, or
+    None (every row its own patient). With unique patients in row order the folds are exactly
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)`` of the rows."""
+    from sklearn.model_selection import StratifiedKFold
+
+    keys = np.arange(y.size) if groups is None else np.asarray(groups)
+    _, first, row_patient = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # patients in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    row_patient = rank[row_patient.ravel()]
+    y_patient = y[first[order]]
+    if np.any(y_patient[row_patient] != y):
+        raise ValueError("a patient's copies have different outcomes")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = []
+    for _, test_patients in splitter.split(np.zeros(y_patient.size), y_patient):
+        in_test = np.isin(row_patient, test_patients)
+        out.append((np.flatnonzero(~in_test), np.flatnonzero(in_test)))
+    return out
+
+
 def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: int = 0,
-                 n_lambdas: int = 100, tol: float = 1e-5) -> dict:
+                 n_lambdas: int = 100, tol: float = 1e-5, groups=None) -> dict:
     """LASSO (L1 logistic) feature selection with stratified k-fold cross-validation, glmnet style.
 
     Objective (glmnet's): ``-(1/n) loglik + lambda * ||beta||_1`` over the coefficients of the
@@ -212,7 +236,10 @@ def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: i
     of the null deviance (near-separation, typical with more features than patients) or the
     explained fraction stops growing (by < 1e-5 per step), after at least 5 lambdas, so
     ``cv.lambdas`` can be shorter than ``n_lambdas``. Cross-validation:
-    ``StratifiedKFold(folds, shuffle=True, random_state=seed)``; each training part is fitted along
+    ``StratifiedKFold(folds, shuffle=True, random_state=seed)`` over the patients: ``groups`` (a
+    patient key per row; None = one row per patient) keeps every copy of a patient drawn more than
+    once (a bootstrap sample) in one fold, as glmnet's ``foldid`` by patient would, so no patient is
+    both fitted and scored in a fold (with unique patients the folds are those of the rows); each training part is fitted along
     the full-data path (standardised on its own patients, as cv.glmnet does; where a fold's path
     stops early its last fit stands for the smaller lambdas) and scored by the mean binomial
     deviance of its held-out part (predictions capped to [1e-5, 1 - 1e-5] as cv.glmnet does);
@@ -228,8 +255,6 @@ def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: i
     intercept, lambda_min, lambda_1se, lambda_chosen, rule, rule_used, solver, converged,
     cv=dict(lambdas, mean_deviance, se_deviance, n_nonzero)).
     """
-    from sklearn.model_selection import StratifiedKFold
-
     if rule not in ("1se", "min"):
         raise ValueError('rule must be "1se" or "min"')
     if int(folds) != folds or folds < 2:
@@ -238,8 +263,11 @@ def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: i
     X = as_frame(X)
     y = as_binary(y)
     same_length(features=X.to_numpy()[:, 0], outcome=y)
-    n1 = int(y.sum())
-    n0 = y.size - n1
+    if groups is not None:
+        same_length(features=X.to_numpy()[:, 0], groups=np.asarray(groups))
+    _, first = np.unique(np.arange(y.size) if groups is None else np.asarray(groups), return_index=True)
+    n1 = int(y[first].sum())  # patients, not rows
+    n0 = first.size - n1
     if min(n0, n1) < folds:
         raise DataError(f"{folds}-fold cross-validation needs at least {folds} patients in each outcome "
                         f"class, got {n1} with outcome 1 and {n0} with outcome 0",
@@ -259,8 +287,7 @@ def lasso_select(X: pd.DataFrame, y, folds: int = 10, rule: str = "1se", seed: i
 
         dev = np.zeros((folds, lambdas.size))
         weights = np.zeros(folds)
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for k, (train, test) in enumerate(splitter.split(values, y)):
+        for k, (train, test) in enumerate(_patient_folds(y, groups, folds, seed)):
             c, b0, _, ok = _lasso_path(values[train], yf[train], lambdas, tol)
             converged = converged and ok
             dev[k] = binomial_deviance(yf[test], _predict(values[test], c, b0))

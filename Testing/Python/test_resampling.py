@@ -3,6 +3,7 @@ and leave-one-centre-out validation, both refitting the whole method."""
 
 from __future__ import annotations
 
+import json
 import types
 
 import numpy as np
@@ -85,7 +86,9 @@ def test_bootstrap_refits_the_whole_method_and_does_not_depend_on_the_worker_cou
     one = train_models(features, manifest, seed=2, repeated_splits=0, bootstrap=2, bootstrap_seed=9)
     two = train_models(features, manifest, seed=2, repeated_splits=0, bootstrap=2, bootstrap_seed=9, workers=2)
     b1, b2 = one.internal_validation["bootstrap"], two.internal_validation["bootstrap"]
-    assert b1 == b2 and b1["completed"] == 2 and set(b1["summary"]) == set(MODEL_NAMES)
+    # compared as JSON text: a replicate's calibration slope can be NaN (separated refit), and NaN != NaN
+    assert json.dumps(b1, sort_keys=True) == json.dumps(b2, sort_keys=True)
+    assert b1["completed"] == 2 and set(b1["summary"]) == set(MODEL_NAMES)
     assert one.to_dict()["settings"]["bootstrap_seed"] == 9
     # replicate 1 redone by hand: draw, fit everything on the draw (LASSO folds seeded as documented),
     # score the training cohort, AUC by scikit-learn

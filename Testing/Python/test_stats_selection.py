@@ -230,3 +230,31 @@ def test_welch_option_and_the_r_exact_mann_whitney_rule_against_hand_computation
     assert r_rule["p"][0] == pytest.approx(exact, rel=1e-9)
     assert paper["p"][0] == pytest.approx(st.mannwhitneyu(u0, u1, method="asymptotic").pvalue, rel=1e-12)
     assert paper["p"][0] != pytest.approx(exact, rel=1e-3)
+
+
+def test_lasso_cv_folds_go_by_patient_so_a_bootstrap_copy_is_never_fitted_and_scored_in_one_fold():
+    """glmnet's foldid by patient: copies of a patient drawn twice share a fold; the patients' folds
+    are scikit-learn's StratifiedKFold of the distinct patients, and with distinct patients the rows'."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from DoseRadiomicsLib.stats.selection import _patient_folds
+
+    X, y = _logistic_problem(n=80, p=8)
+    ids = np.array([f"P{i:03d}" for i in range(80)])
+    draw = np.random.default_rng(4).integers(0, 80, 80)
+    Xb, yb, gb = X.iloc[draw].reset_index(drop=True), y[draw], ids[draw]
+    folds = _patient_folds(yb, gb, 10, 3)
+    assert sorted(np.concatenate([t for _, t in folds]).tolist()) == list(range(80))
+    first = [int(np.flatnonzero(gb == g)[0]) for g in dict.fromkeys(gb)]  # patients, first appearance
+    ref = StratifiedKFold(10, shuffle=True, random_state=3).split(np.zeros(len(first)), yb[first])
+    for (train, test), (_, ref_test) in zip(folds, ref):
+        assert not set(gb[train]) & set(gb[test])  # the leak the old row folds had
+        assert set(gb[test]) == set(gb[first][ref_test])
+    rows = StratifiedKFold(10, shuffle=True, random_state=3).split(np.zeros(80), y)
+    for (train, test), (ref_train, ref_test) in zip(_patient_folds(y, ids, 10, 3), rows):
+        assert train.tolist() == ref_train.tolist() and test.tolist() == ref_test.tolist()
+    # distinct patients: the same selection with or without patient keys (the main fit is unchanged)
+    assert lasso_select(X, y, folds=5, n_lambdas=20, seed=1, groups=ids) == \
+        lasso_select(X, y, folds=5, n_lambdas=20, seed=1)
+    grouped = lasso_select(Xb, yb, folds=5, n_lambdas=20, seed=1, groups=gb)
+    assert grouped["cv"] != lasso_select(Xb, yb, folds=5, n_lambdas=20, seed=1)["cv"]
