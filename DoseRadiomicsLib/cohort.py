@@ -233,6 +233,32 @@ def patient_features(doc: dict, out_dir, cache: dict | None = None) -> dict | No
     return {c: float("nan") if v is None else v for c, v in zip(columns, values)}
 
 
+def _slim_stability(screen: dict, columns: list) -> dict:
+    """The stability screen's record as a patient file keeps it: the unstable features as indices into
+    the stored column list and their largest relative change (3 digits), not ~1,000 names with a change
+    per perturbation (which doubled the file); :func:`stored_stability` gives the full form back."""
+    index = {c: i for i, c in enumerate(columns)}
+    unstable = screen.get("unstable") or {}
+    kept = [(index[n], max(ch.values(), default=0.0)) for n, ch in unstable.items() if n in index]
+    slim = {k: v for k, v in screen.items() if k != "unstable"}
+    slim["unstable_columns"] = [i for i, _ in kept]
+    slim["unstable_max_change"] = [float(f"{c:.3g}") for _, c in kept]
+    return slim
+
+
+def stored_stability(doc: dict, out_dir, cache: dict | None = None) -> dict | None:
+    """A stored patient's stability record with ``unstable`` as feature name -> {"max": change}."""
+    screen = (doc.get("record") or {}).get("stability")
+    if not isinstance(screen, dict) or "unstable_columns" not in screen:
+        return screen
+    columns = _read_columns(out_dir, doc.get("columns"), {} if cache is None else cache)
+    if columns is None:
+        return None
+    full = {k: v for k, v in screen.items() if k not in ("unstable_columns", "unstable_max_change")}
+    full["unstable"] = {columns[i]: {"max": c} for i, c in zip(screen["unstable_columns"], screen["unstable_max_change"])}
+    return full
+
+
 def _read_patient_json(path: Path) -> dict | None:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -503,6 +529,8 @@ def _extract_one(inputs, options, settings_hash: str, out_dir: str) -> dict:
             log.warning("patient %s: no QA thumbnail (%s)", pid, exc)
         columns_id = _store_columns(out_dir, list(result.features))
         record = {k: v for k, v in result.record.items() if k != "parameters"}   # once, in cohort.json
+        if isinstance(record.get("stability"), dict):
+            record["stability"] = _slim_stability(record["stability"], list(result.features))
         doc = {"schema": PATIENT_SCHEMA, "patient_id": pid, "settings_hash": settings_hash,
                "fingerprint": fingerprint, "compatibility": compatibility, "inputs": files, "seconds": round(time.perf_counter() - t0, 3),
                "record": record, "columns": columns_id, "values": list(result.features.values())}

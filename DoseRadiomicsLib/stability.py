@@ -380,13 +380,13 @@ def sidecar_text(columns, screens) -> str:
 
 def cohort_sidecar_text(out_dir, patient_ids, settings_hash: str, columns) -> str:
     """The sidecar of a cohort-extract folder, from the stored patient records (``patients/<id>.json``)."""
-    from .cohort import PATIENT_SCHEMA, _read_patient_json, patient_json_path
+    from .cohort import PATIENT_SCHEMA, _read_patient_json, patient_json_path, stored_stability
 
-    screens = []
+    screens, cache = [], {}
     for pid in patient_ids:
         doc = _read_patient_json(patient_json_path(out_dir, pid))
         if doc and doc.get("schema") == PATIENT_SCHEMA and doc.get("settings_hash") == settings_hash:
-            screens.append((pid, (doc.get("record") or {}).get("stability")))
+            screens.append((pid, stored_stability(doc, out_dir, cache)))
     return sidecar_text(columns, screens)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from changed_pyradiomics import glcm_contrast_plus_one_percent
 import SimpleITK as sitk
 
 from DoseRadiomicsLib import cli, fingerprint
@@ -118,19 +120,7 @@ def test_version_strings_change_neither_hash_nor_check(demo_model, monkeypatch):
 
 
 def _glcm_contrast_plus_one_percent(monkeypatch):
-    from radiomics import glcm
-    original = glcm.RadiomicsGLCM.getContrastFeatureValue
-    monkeypatch.setattr(glcm.RadiomicsGLCM, "getContrastFeatureValue", lambda self: original(self) * 1.01)
-    # the same change in the feature engine, which computes the classes where it is proven equal
-    from DoseRadiomicsLib.engine import glcm as engine_glcm
-    engine_features = engine_glcm.features
-
-    def changed(*a, **k):
-        out = engine_features(*a, **k)
-        for d in out:
-            d["Contrast"] = d["Contrast"] * 1.01
-        return out
-    monkeypatch.setattr(engine_glcm, "features", changed)
+    glcm_contrast_plus_one_percent(monkeypatch)
     return "glcm_Contrast"
 
 

@@ -395,7 +395,7 @@ def two_results(tmp_path_factory):
     return results
 
 
-GROUP = ["features.csv", "slice.png", "extraction.json"]
+GROUP = ["features.csv", "feature_stability.json", "slice.png", "extraction.json"]   # the record last
 
 
 def _fail_nth_file_write(n: int, real):
@@ -449,7 +449,7 @@ def test_extract_outputs_are_replaced_all_together_or_not_at_all(failure, two_re
     after = snapshot(out)
     record = json.loads(after["extraction.json"])
     assert all(after[name] != before[name] for name in GROUP)
-    assert record["outputs_sha256"] == {name: hashlib.sha256(after[name]).hexdigest() for name in GROUP[:2]}
+    assert record["outputs_sha256"] == {name: hashlib.sha256(after[name]).hexdigest() for name in GROUP[:-1]}
 
 
 def test_extract_without_png_removes_the_previous_picture_with_the_group(two_results, tmp_path):
@@ -458,5 +458,5 @@ def test_extract_without_png_removes_the_previous_picture_with_the_group(two_res
     old, new = two_results
     write_patient_outputs(old, tmp_path)
     write_patient_outputs(new, tmp_path, png=False)
-    assert sorted(os.listdir(tmp_path)) == ["extraction.json", "features.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["extraction.json", "feature_stability.json", "features.csv"]
     assert json.loads((tmp_path / "extraction.json").read_text())["outputs_sha256"]["slice.png"] is None

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "DoseRadiomics"
 HERE = Path(__file__).resolve().parent
 
-for p in (str(REPO), str(MODULE_DIR), str(HERE)):
+for p in (str(REPO), str(MODULE_DIR), str(HERE), str(REPO / "Testing" / "Python")):   # test support modules
     if p not in sys.path:
         sys.path.insert(0, p)
 

@@ -260,13 +260,12 @@ def test_predict_refuses_features_with_other_settings(workflow, tmp_path):
 
 def test_predict_refuses_a_model_this_installation_does_not_reproduce(workflow, tmp_path, monkeypatch):
     """The library's compatibility check runs in the Logic too: a changed pyradiomics formula is refused."""
-    from radiomics import glcm
+    from changed_pyradiomics import glcm_contrast_plus_one_percent
     from DoseRadiomicsLib import fingerprint
     from DoseRadiomicsLib.errors import ModelFileError
 
     path, _ = _hand_made_model(tmp_path, workflow.lib_features, workflow.settings_hash)
-    original = glcm.RadiomicsGLCM.getContrastFeatureValue
-    monkeypatch.setattr(glcm.RadiomicsGLCM, "getContrastFeatureValue", lambda self: original(self) * 1.01)
+    glcm_contrast_plus_one_percent(monkeypatch)
     fingerprint.clear_cache()
     try:
         with pytest.raises(ModelFileError, match=r"reference features differently.*glcm_Contrast"):
