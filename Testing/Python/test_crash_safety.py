@@ -1,6 +1,7 @@
 """Crash safety of cohort-extract: SIGKILL at random points, resume, identical output; one writer.
 
-Ten trials (seeded): ``doseradiomics cohort-extract --workers 2`` runs in its own process group on
+Six trials (seeded; each a two-worker run and its resume, the suite's longest test):
+``doseradiomics cohort-extract --workers 2`` runs in its own process group on
 eight tiny synthetic patients plus one bad patient (so failures.csv has content); at a random point
 (during start-up, or a random fraction of a second after a random number of patients were saved)
 the whole group is killed with SIGKILL, then the run is resumed; features.csv and failures.csv must be
@@ -28,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "BadInputs"))
 from make_corpus import tiny_arrays, write_tiny_cohort, write_tiny_patient  # noqa: E402
 
 N_GOOD = 8
-TRIALS = 10
+TRIALS = 6
 SEED = 20250301
 
 
