@@ -200,29 +200,7 @@ def generated_cases(root: Path, shared: Path) -> None:
     @_settings(30)
     @given(edit=tpc.contour_edits())
     def contours(edit):
-        n_points, kind, poison, which = edit
-        seen = []
-
-        def mutate(c):
-            if which == "first" and seen:
-                return
-            seen.append(1)
-            data = [float(v) for v in c.ContourData]
-            if n_points is not None:
-                data = data[: 3 * n_points]
-            if poison == "nan" and data:
-                data[0] = float("nan")
-            elif poison == "inf" and data:
-                data[1] = float("inf")
-            elif poison == "off-plane" and len(data) >= 6:
-                data[5] += 7.3
-            elif poison == "huge" and data:
-                data = [v * 1e6 for v in data]
-            c.ContourData = data
-            c.NumberOfContourPoints = len(data) // 3 + (1 if poison == "count-mismatch" else 0)
-            if kind:
-                c.ContourGeometricType = kind
-
+        mutate = tpc.contour_mutation(edit)
         rs = _rewrite_dicom(base["gtv"], fresh("rs") / "rs.dcm", lambda ds: _rtss_edit_roi(ds, "Tumor Bed", mutate))
         try:
             mask = read_gtv(rs, ct, name="Tumor Bed")

@@ -187,13 +187,10 @@ def dicom_base(tmp_path_factory, shared_data):
     return base, read_ct(base["ct"])
 
 
-@_settings(30)
-@given(edit=contour_edits())
-def test_generated_contours_through_the_gtv_reader(edit, dicom_base, tmp_path_factory):
-    from make_corpus import _rewrite_dicom, _rtss_edit_roi
-    from DoseRadiomicsLib.readers import read_gtv
-
-    (base, ct), (n_points, kind, poison, which) = dicom_base, edit
+def contour_mutation(edit):
+    """The change a drawn :func:`contour_edits` makes, as a function of one contour item (the first
+    only, or every one); the corpus count (Testing/BadInputs/run_all.py) uses it too."""
+    n_points, kind, poison, which = edit
     seen = []
 
     def mutate(c):
@@ -215,7 +212,17 @@ def test_generated_contours_through_the_gtv_reader(edit, dicom_base, tmp_path_fa
         c.NumberOfContourPoints = len(data) // 3 + (1 if poison == "count-mismatch" else 0)
         if kind:
             c.ContourGeometricType = kind
+    return mutate
 
+
+@_settings(30)
+@given(edit=contour_edits())
+def test_generated_contours_through_the_gtv_reader(edit, dicom_base, tmp_path_factory):
+    from make_corpus import _rewrite_dicom, _rtss_edit_roi
+    from DoseRadiomicsLib.readers import read_gtv
+
+    (base, ct), (n_points, kind, poison, which) = dicom_base, edit
+    mutate = contour_mutation(edit)
     rs = _rewrite_dicom(base["gtv"], tmp_path_factory.mktemp("rs") / "rs.dcm",
                         lambda ds: _rtss_edit_roi(ds, "Tumor Bed", mutate))
     try:
