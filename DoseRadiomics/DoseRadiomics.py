@@ -233,6 +233,7 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._leftGuiObserverTags = []  # observers Slicer <= 5.10's connectParametersToGui leaves behind
         self._updatingGui = False
         self._cancelRequested = False
         self._process = None
@@ -422,12 +423,42 @@ class DoseRadiomicsWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                 name = widget.property("SlicerParameterName") if hasattr(widget, "property") else None
                 if name:
                     mapping[name] = widget
-            return p.connectParametersToGui(mapping)
+            return self._connectRecordingGuiObserver(p, mapping)
         return p.connectGui(self.ui)
+
+    def _connectRecordingGuiObserver(self, p, mapping):
+        """connectParametersToGui, keeping the tag of the ModifiedEvent observer it adds.
+
+        Up to Slicer 5.10 (wrapper.py v5.8.0, v5.10.0) that observer, a lambda holding the wrapper, is never
+        recorded, so disconnectGui leaves it on the node. VTK lets Python's garbage collector see through
+        observers, so once no panel holds the wrapper the collector may clear the lambda while the node still
+        calls it: headless (slicer-core, VTK 9.6.2) the next parameter change crashed the process. From 5.12
+        the wrapper keeps the tag (_guiVtkObserverTags) and removes the observer itself.
+        """
+        if hasattr(p, "_guiVtkObserverTags"):
+            return p.connectParametersToGui(mapping)
+        added = []
+        addObserver = p.AddObserver
+
+        def recordingAddObserver(event, callback, *args):
+            tag = addObserver(event, callback, *args)
+            added.append(tag)
+            return tag
+
+        p.AddObserver = recordingAddObserver  # the instance attribute shadows the class's method
+        try:
+            tag = p.connectParametersToGui(mapping)
+        finally:
+            del p.AddObserver
+        self._leftGuiObserverTags = added
+        return tag
 
     def _disconnectParameterGui(self) -> None:
         if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            for tag in self._leftGuiObserverTags:
+                self._parameterNode.RemoveObserver(tag)
+        self._leftGuiObserverTags = []
         self._parameterNodeGuiTag = None
 
     def removeParameterNodeObserver(self) -> None:

@@ -185,7 +185,8 @@ def _make_parameter_node_wrapper():
             self.parameterNode = parameterNode
             self._parameterGUIs = {}
             self._nextParameterGUIsTag = 0
-            self._guiVtkObserverTags = {}
+            if CONNECT_GUI_FLAVOUR != "5.8":  # v5.12.0 on: wrapper.py's __init__ creates it
+                self._guiVtkObserverTags = {}
             self._updatingGUIFromParameterNode = False
             for name, hint in hints.items():  # write defaults once, as the real wrapper does
                 base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
@@ -281,7 +282,7 @@ def _gui_methods(hints) -> dict:
             for connector in self._parameterGUIs[guiTag].values():
                 connector.onChanged(None)
             del self._parameterGUIs[guiTag]
-        if guiTag in self._guiVtkObserverTags:
+        if guiTag in getattr(self, "_guiVtkObserverTags", {}):
             self.RemoveObserver(self._guiVtkObserverTags[guiTag])
             del self._guiVtkObserverTags[guiTag]
 

@@ -165,10 +165,35 @@ def test_the_stand_in_reproduces_the_5_8_connectGui_defect(env, harness):
     assert first.config == "2d"
     first.disconnectGui(tag)
     second = module.DoseRadiomicsParameterNode(node)
-    second.connectGui(ui)
+    secondTag = second.connectGui(ui)
     expected = "paper" if env.flavour == "5.8" else "2d"
     assert second.config == expected
     assert (tag is None) == (env.flavour == "5.8")
+    # ... and, as upstream's _connectParametersToGui up to v5.10.0, leaves its ModifiedEvent observer behind
+    import vtk
+    second.disconnectGui(secondTag)
+    assert bool(node.HasObserver(vtk.vtkCommand.ModifiedEvent)) == (env.flavour == "5.8")
+
+
+def test_the_panel_leaves_no_observer_on_the_parameter_node(harness):
+    """Slicer <= 5.10 leaves the observer that connectParametersToGui adds; the panel removes it. A left
+    observer holds the old panel's wrapper, and once the garbage collector has cleared it (VTK shows it the
+    observer) the node's next change calls freed code: this crashed the test process (VTK 9.6.2)."""
+    import gc
+    import vtk
+    harness.setup()
+    harness.enter()
+    node = harness.widget._parameterNode.parameterNode
+    harness.exit()
+    assert not node.HasObserver(vtk.vtkCommand.ModifiedEvent), "exit left an observer on the parameter node"
+    harness.enter()
+    harness.reload()
+    harness.exit()
+    assert not node.HasObserver(vtk.vtkCommand.ModifiedEvent), "reload left an observer on the parameter node"
+    harness.enter()
+    gc.collect()
+    _choose(harness.ui.configComboBox, "2d")
+    assert harness.widget._parameterNode.config == "2d"
 
 
 def test_selections_reach_the_parameter_node_and_the_editor_follows_the_ct(harness):
