@@ -72,14 +72,19 @@ test:
 	$(MAKE) test-main
 	$(MAKE) test-slicer-envs
 
+# One BLAS/OpenMP thread per test process: pytest -n 2 already fills both cores, and OpenBLAS's idle
+# threads spin (the engine-parity test on pt_1 took 21 CPU-s unpinned, 9.5 pinned). The tests of the
+# product's own pinning start its workers with another value.
+TEST_THREADS := OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+
 test-main: $(STAMP)
 	bash Testing/Browser/install_chromium.sh  # the reports are checked in headless Chromium (apt, once)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
+	$(TEST_THREADS) $(BIN)/python -m pytest -q -n 2 --dist loadfile Testing
 
 test-slicer-envs: $(SLICER_STAMPS)
 	@set -e; for e in $(SLICER_ENVS); do \
 	  echo "== Slicer-$$e-like environment (.venv-slicer-$$e)"; \
-	  .venv-slicer-$$e/bin/python -m pytest -q -n 2 --dist loadfile --durations=10 $(SLICER_ENV_TESTS); \
+	  $(TEST_THREADS) .venv-slicer-$$e/bin/python -m pytest -q -n 2 --dist loadfile --durations=10 $(SLICER_ENV_TESTS); \
 	done
 
 benchmark: $(STAMP)

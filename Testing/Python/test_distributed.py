@@ -40,9 +40,16 @@ def cluster():
     """A two-worker LocalCluster shared by the tests that need a scheduler of their own."""
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as c:
-        yield c
+    from DoseRadiomicsLib.cohort import THREAD_VARIABLES
+
+    # make test pins the test processes' BLAS to one thread; the workers must pin themselves, so they
+    # start here with another setting to override
+    with pytest.MonkeyPatch.context() as mp:
+        for k in THREAD_VARIABLES:
+            mp.setenv(k, "2")
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          host="127.0.0.1") as c:
+            yield c
 
 
 @pytest.fixture(scope="module")

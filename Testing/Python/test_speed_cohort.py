@@ -23,7 +23,9 @@ def cohort(tmp_path_factory):
     return d / "manifest.csv", out, run_cohort(d / "manifest.csv", out, workers=1, progress=False)
 
 
-def test_pool_workers_run_one_thread_and_have_pyradiomics_loaded_before_the_first_patient():
+def test_pool_workers_run_one_thread_and_have_pyradiomics_loaded_before_the_first_patient(monkeypatch):
+    for k in THREAD_VARIABLES:  # make test pins the test process to one thread: the workers must pin themselves
+        monkeypatch.setenv(k, "2")
     with worker_pool(2, ExtractionOptions()) as pool:
         infos = [f.result() for f in [pool.submit(worker_threads) for _ in range(4)]]
     for info in infos:
