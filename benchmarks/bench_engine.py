@@ -96,15 +96,13 @@ def cohort(n: int, workers: int) -> int:
     import subprocess
     import sys
 
-    from _common import REPO, WORKDIR, cpu_seconds, synth_cohort
+    from _common import WORKDIR, checkout_env, cpu_seconds, synth_cohort
     manifest = synth_cohort(n)
     runs = {}
     for route in ("engine", "pyradiomics", "engine"):      # engine twice: first and last
         out = WORKDIR / f"engine_cohort_{n}_{route}"
         shutil.rmtree(out, ignore_errors=True)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        if route == "pyradiomics":
-            env["DOSERADIOMICS_ENGINE"] = "pyradiomics"
+        env = checkout_env(**({"DOSERADIOMICS_ENGINE": "pyradiomics"} if route == "pyradiomics" else {}))
         load = os.getloadavg()[0]
         c0, t0 = cpu_seconds(children=True), time.perf_counter()
         subprocess.run([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest", str(manifest),

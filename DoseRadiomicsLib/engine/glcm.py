@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import angle_means_batch
+from ._np import angle_means_batch, drop_empty_angles
 
 
 def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
@@ -27,14 +27,10 @@ def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
         keep = grey_levels - 1
         p = p[:, keep][:, :, keep]
     p += np.transpose(p, (0, 2, 1, 3)).copy()
-    sum_p = np.sum(p, (1, 2))
-    if p.shape[3] > 1:
-        empty = np.where(np.sum(sum_p, 0) == 0)
-        if len(empty[0]) > 0:
-            p = np.delete(p, empty, 3)
-            sum_p = np.delete(sum_p, empty, 1)
-    if p.shape[3] == 0 or (sum_p == 0).any():
+    kept = drop_empty_angles(p, np.sum(p, (1, 2)))
+    if kept is None:
         return None
+    p, sum_p = kept
     p /= sum_p[:, None, None, :]
     return p
 
