@@ -7,7 +7,9 @@ Per OpenKBP patient (PTV70 as the target, 128^3), warm, one process, one thread,
   same parameter files (what the features cost with pyradiomics, nothing around it);
 - engine: ``FeatureExtractor.extract_many`` on the same pre-cut slices and masks (pyradiomics'
   loading, shape and filters, the engine's feature classes);
-- whole: ``extract_patient`` with the engine (read, align, slice, ROIs, 3 x 1,595 features, record);
+- whole: ``extract_patient`` with the engine (read, align, slice, ROIs, 3 x 1,595 features, record),
+  without the stability screen (``--stability-screen`` keeps it: it recomputes features on perturbed
+  images, a cost of its own, see bench_stability.py);
 - whole, pyradiomics: ``extract_patient`` with ``DOSERADIOMICS_ENGINE=pyradiomics`` (today's route);
 - one ROI: the engine on GTV-heat alone, against the three ROIs.
 
@@ -134,11 +136,14 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="paper", choices=["paper", "2d"])
     ap.add_argument("--cohort", type=int, default=0, help="cohort-extract this many synthetic patients instead")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--stability-screen", action="store_true",
+                    help="keep the stability screen (stability.py) in the whole extract_patient; off by default: "
+                         "it recomputes features on perturbed images and is not the engine's cost")
     args = ap.parse_args(argv)
     if args.cohort:
         return cohort(args.cohort, args.workers)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    options = ExtractionOptions(config=args.config)
+    options = ExtractionOptions(config=args.config, stability_screen=args.stability_screen)
     fx = extractors(options)
     direct = {m: _pyradiomics(e.parameters) for m, e in fx.items()}
     dirs = sorted((p for p in DATA.glob("pt_*") if p.is_dir()), key=lambda p: int(p.name[3:]))[:args.patients]
@@ -172,8 +177,10 @@ def main(argv=None) -> int:
         f"| features differing from the floor beyond rtol 1e-9 / atol 1e-12 | {s['differing']} of {len(rows) * 3 * fx['CT'].expected_count:,} | |",
         f"| class computations by the engine / by pyradiomics (fallback) | {s['engine_classes']['engine']:,} / {s['engine_classes']['fallback']:,} | |",
     ])
-    note = (f"_`benchmarks/bench_engine.py --patients {args.patients} --config {args.config}`, {stamp()}, "
-            f"{load_note()}; warm, one process, one thread, CPU time; interleaved per patient._")
+    screen = " --stability-screen" if args.stability_screen else ""
+    note = (f"_`benchmarks/bench_engine.py --patients {args.patients} --config {args.config}{screen}`, {stamp()}, "
+            f"{load_note()}; warm, one process, one thread, CPU time; interleaved per patient; stability screen "
+            f"{'on' if args.stability_screen else 'off'} in the whole `extract_patient`._")
     publish(f"engine-{args.config}", s, md, note)
     return 0
 

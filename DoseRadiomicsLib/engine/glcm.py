@@ -139,10 +139,15 @@ def _mcc(mats, px_all, py_all, sizes, eps) -> list:
     """pyradiomics' MCC per image: sqrt of Q's second-largest eigenvalue, Q[i, j] = sum_k P[i,k]
     P[j,k] / (px[i] py[k] + eps), averaged over angles. Q is one product (einsum, no BLAS, so it
     does not depend on the thread count) instead of pyradiomics' loop over k: each term is divided
-    before it is multiplied, so Q can differ from pyradiomics' in the last bit. eigvals runs on the
-    unpadded matrices, images of one size together; sorting and pyradiomics' real/complex handling
-    (numpy returns real eigenvalues for an image whose are all real: a negative one's root is NaN,
-    left out of the mean) are per image, as pyradiomics computes one image per call."""
+    before it is multiplied, so Q can differ from pyradiomics' in the last bit.
+
+    Eigenvalues: P is symmetric, so D^(1/2) Q D^(-1/2) (D = diag(px)) is symmetric but for the eps
+    terms: H + K, H symmetric, K skew and tiny. A skew perturbation moves a simple eigenvalue's real
+    part only to second order (|K|^2 / gap), and keeps the real parts of a cluster within the
+    cluster, so H's second-largest eigenvalue (eigvalsh, several times cheaper than the general
+    eigvals pyradiomics runs) is Q's wherever ``_trusted`` says the bound is below 1e-12 of it. The
+    other angles get eigvals on Q, with pyradiomics' sorting and real/complex handling (a negative
+    one's root is NaN, left out of the mean; numpy returns real eigenvalues where all are real)."""
     out = [None] * len(mats)
     for n in sorted(set(sizes)):
         members = [b for b, s in enumerate(sizes) if s == n]
@@ -154,18 +159,40 @@ def _mcc(mats, px_all, py_all, sizes, eps) -> list:
         px = px_all[members, :n, 0, :].transpose(0, 2, 1)[:, :, :, None]                        # (m, a, i, 1)
         py = py_all[members, 0, :n, :].transpose(0, 2, 1)[:, :, None, :]                        # (m, a, 1, k)
         q = np.einsum("maik,majk->maij", pa / (px * py + eps), pa, optimize=False)
-        eig = np.linalg.eigvals(q)
+        root = np.sqrt(px[..., 0])
+        root[root == 0] = 1                 # a level absent at this angle: its row and column of Q are 0
+        sym = q * (root[..., :, None] / root[..., None, :])
+        skew_norm = np.sqrt(np.sum(((sym - np.swapaxes(sym, 2, 3)) / 2) ** 2, (2, 3)))
+        lam = np.linalg.eigvalsh((sym + np.swapaxes(sym, 2, 3)) / 2)
+        second = lam[..., -2]
+        values = np.sqrt(np.where(second > 0, second, 1.0))
+        redo = np.argwhere(~_trusted(lam, skew_norm))
+        fragile = set()
+        if len(redo):
+            e = np.sort(np.linalg.eigvals(q[redo[:, 0], redo[:, 1]]))
+            for (row, angle), ea in zip(redo, e):
+                if not np.iscomplexobj(ea) or not ea.imag.any():
+                    ea = ea.real
+                if ea[-2].real < _FRAGILE:
+                    fragile.add(row)
+                with np.errstate(invalid="ignore"):
+                    values[row, angle] = np.sqrt(ea[-2]).real
         for row, b in enumerate(members):
-            e = eig[row:row + 1]
-            if np.iscomplexobj(e) and not e.imag.any():
-                e = e.real
-            e = np.sort(e)
-            if (e[:, :, -2].real < _FRAGILE).any():
-                out[b] = _mcc_as_pyradiomics(mats[b], eps)
-                continue
-            with np.errstate(invalid="ignore"):
-                out[b] = np.nanmean(np.sqrt(e[:, :, -2]), 1).real
+            out[b] = _mcc_as_pyradiomics(mats[b], eps) if row in fragile else np.nanmean(values[row:row + 1], 1)
     return out
+
+
+def _trusted(lam, skew_norm):
+    """Where H's second-largest eigenvalue (``lam`` ascending, per image and angle) is Q's to 1e-12
+    relative: not small (so that round-off stays below that), and the skew part's second-order
+    shift |K|^2 / gap (gap: to the nearest eigenvalue outside the cluster within 1e-12 of it)
+    below 1e-12 of it as well."""
+    second = lam[..., -2:-1]
+    width = 1e-12 * np.abs(second)
+    dist = np.abs(lam - second)
+    gap = np.min(np.where(dist > width, dist, np.inf), -1)
+    second = second[..., 0]
+    return (second >= 1e-4) & (skew_norm ** 2 <= 1e-12 * second * gap)
 
 
 # Below this second-largest eigenvalue, MCC is decided by round-off: a negative one's root is NaN
