@@ -38,9 +38,13 @@ def matrix(binned, mask, grey_levels, ng, settings, cmatrices):
 def features(mats: list, level_sets: list, ngs: list) -> list:
     """GLCM features of a batch of images (one ROI's filtered images): ``mats[b]`` from
     :func:`matrix`, ``level_sets[b]`` its present grey levels, ``ngs[b]`` its highest level. The
-    matrices are zero-padded to one (images, N, N, angles) stack: every sum below runs over
-    non-contiguous axes (numpy adds those one element after another in row-major order), so the
-    padded zeros leave each image's sums as they are alone. One dict of (1,)-arrays per image."""
+    matrices are zero-padded to one (images, N, N, angles) stack. With several angles every sum
+    over (i, j) runs over non-contiguous axes, which numpy adds one element after another in
+    row-major order; a zero adds nothing, so those sums are taken over the matrix's non-zero
+    entries only, in the same order (one ``bincount`` per sum, which adds in input order): the
+    padding and the empty cells (most of a GLCM with many grey levels) cost nothing, and every sum
+    is the one pyradiomics forms. With one angle numpy sums the contiguous j axis pairwise, so the
+    dense stack is used as it is. One dict of (1,)-arrays per image."""
     n_img = len(mats)
     n_angles = mats[0].shape[3]
     sizes = [m.shape[1] for m in mats]
@@ -53,61 +57,93 @@ def features(mats: list, level_sets: list, ngs: list) -> list:
         levels[b, sizes[b]:] = gl[-1]        # padding: any level (its probabilities are 0)
     eps = np.spacing(1)
     ng = np.asarray(ngs, dtype=float)[:, None, None]
-    i4 = levels[:, :, None, None]
-    j4 = levels[:, None, :, None]
     k_sum = np.arange(2, (max(ngs) * 2) + 1, dtype="float")
     k_diff = np.arange(0, max(ngs), dtype="float")
+    n_seg = n_img * n_angles
 
     px = p.sum(2, keepdims=True)
     py = p.sum(1, keepdims=True)
-    ux = np.sum(i4 * p, (1, 2), keepdims=True)
-    uy = np.sum(j4 * p, (1, 2), keepdims=True)
+    if n_angles > 1:
+        # the non-zero entries in row-major (image, i, j, angle) order: within each (image, angle)
+        # in the (i, j) order numpy's dense sum visits them
+        b_, i_, j_, a_ = np.nonzero(p)
+        cell = p[b_, i_, j_, a_]
+        seg = b_ * n_angles + a_
+        i4, j4 = levels[b_, i_], levels[b_, j_]
+
+        def total(x):
+            return np.bincount(seg, x, n_seg).reshape(n_img, n_angles)
+
+        def spread(v):
+            return v[b_, a_]
+        px_c, py_c = px[b_, i_, 0, a_], py[b_, 0, j_, a_]
+        max_prob = np.full(n_seg, -np.inf)
+        np.maximum.at(max_prob, seg, cell)
+        max_prob = max_prob.reshape(n_img, n_angles)
+        row_of = seg
+    else:
+        cell = p
+        i4 = levels[:, :, None, None]
+        j4 = levels[:, None, :, None]
+
+        def total(x):
+            return np.sum(x, (1, 2))
+
+        def spread(v):
+            return v[:, None, None, :]
+        px_c, py_c = px, py
+        max_prob = np.amax(p, (1, 2))
+        row_of = np.broadcast_to(np.arange(n_img)[:, None, None, None] * n_angles, p.shape)
+    ux = total(i4 * cell)
+    uy = total(j4 * cell)
+    ux_c, uy_c = spread(ux), spread(uy)
 
     # p(x+y)[k], p(x-y)[k]: bins (i + j - 2) and |i - j| per (image, angle), weights added in
     # row-major (i, j) order as pyradiomics' masked sums add them
-    gi = levels.astype(np.intp)
-    flat = np.transpose(p, (0, 3, 1, 2)).reshape(n_img * n_angles, -1)
-    img_of_row = np.repeat(np.arange(n_img), n_angles)
-    rows = np.arange(n_img * n_angles)[:, None]
-    sum_idx = (gi[:, :, None] + gi[:, None, :] - 2).reshape(n_img, -1)[img_of_row] + rows * len(k_sum)
-    px_add_y = np.bincount(sum_idx.ravel(), flat.ravel(), n_img * n_angles * len(k_sum))
+    gi, gj = np.asarray(i4, dtype=np.intp), np.asarray(j4, dtype=np.intp)
+    if n_angles > 1:
+        weights = cell
+    else:
+        gi, gj, row_of = (np.broadcast_to(x, p.shape).ravel() for x in (gi, gj, row_of))
+        weights = p.ravel()
+    px_add_y = np.bincount((gi + gj - 2 + row_of * len(k_sum)).ravel(), weights, n_seg * len(k_sum))
     px_add_y = px_add_y.reshape(n_img, n_angles, -1).transpose(0, 2, 1)
-    diff_idx = np.abs(gi[:, :, None] - gi[:, None, :]).reshape(n_img, -1)[img_of_row] + rows * len(k_diff)
-    px_sub_y = np.bincount(diff_idx.ravel(), flat.ravel(), n_img * n_angles * len(k_diff))
+    px_sub_y = np.bincount((np.abs(gi - gj) + row_of * len(k_diff)).ravel(), weights, n_seg * len(k_diff))
     px_sub_y = px_sub_y.reshape(n_img, n_angles, -1).transpose(0, 2, 1)
 
-    hxy = (-1) * np.sum((p * np.log2(p + eps)), (1, 2))
+    hxy = (-1) * total(cell * np.log2(cell + eps))
     pa = {}      # per-angle values of the features pyradiomics averages with nanmean(., 1)
-    pa["Autocorrelation"] = np.sum(p * (i4 * j4), (1, 2))
-    joint_average = ux[:, 0, 0, :]
-    ij_u = (i4 + j4) - ux - uy
-    pa["ClusterProminence"] = np.sum(p * (ij_u ** 4), (1, 2))
-    pa["ClusterShade"] = np.sum(p * (ij_u ** 3), (1, 2))
-    pa["ClusterTendency"] = np.sum(p * (ij_u ** 2), (1, 2))
-    pa["Contrast"] = np.sum(p * ((np.abs(i4 - j4)) ** 2), (1, 2))
+    pa["Autocorrelation"] = total(cell * (i4 * j4))
+    joint_average = ux
+    ij_u = (i4 + j4) - ux_c - uy_c
+    pa["ClusterProminence"] = total(cell * (ij_u ** 4))
+    pa["ClusterShade"] = total(cell * (ij_u ** 3))
+    pa["ClusterTendency"] = total(cell * (ij_u ** 2))
+    pa["Contrast"] = total(cell * ((np.abs(i4 - j4)) ** 2))
 
-    di = i4 - ux
-    dj = j4 - uy
-    sigx = np.sum(p * (di ** 2), (1, 2), keepdims=True) ** 0.5
-    sigy = np.sum(p * (dj ** 2), (1, 2), keepdims=True) ** 0.5
-    corm = np.sum(p * di * dj, (1, 2), keepdims=True)
+    di = i4 - ux_c
+    dj = j4 - uy_c
+    sum_squares = total(cell * (di ** 2))
+    sigx = sum_squares ** 0.5
+    sigy = total(cell * (dj ** 2)) ** 0.5
+    corm = total(cell * di * dj)
     corr = corm / (sigx * sigy + eps)
     corr[sigx * sigy == 0] = 1
-    correlation = corr[:, 0, 0, :]
+    correlation = corr
 
     kd = k_diff[None, :, None]
     diffavg = np.sum((kd * px_sub_y), 1, keepdims=True)
     pa["DifferenceAverage"] = diffavg[:, 0]
     pa["DifferenceEntropy"] = (-1) * np.sum((px_sub_y * np.log2(px_sub_y + eps)), 1)
     pa["DifferenceVariance"] = np.sum((px_sub_y * ((kd - diffavg) ** 2)), 1)
-    pa["JointEnergy"] = np.sum((p ** 2), (1, 2))
+    pa["JointEnergy"] = total(cell ** 2)
     pa["JointEntropy"] = hxy
 
     hx = (-1) * np.sum((px * np.log2(px + eps)), (1, 2))
     hy = (-1) * np.sum((py * np.log2(py + eps)), (1, 2))
     pxpy = px * py
     log_pxpy = np.log2(pxpy + eps)
-    hxy1 = (-1) * np.sum((p * log_pxpy), (1, 2))
+    hxy1 = (-1) * total(cell * (log_pxpy if n_angles == 1 else np.log2(px_c * py_c + eps)))
     div = np.fmax(hx, hy)
     imc1 = hxy - hxy1
     imc1[div != 0] /= div[div != 0]
@@ -124,10 +160,10 @@ def features(mats: list, level_sets: list, ngs: list) -> list:
     pa["Id"] = np.sum(px_sub_y / (1 + kd), 1)
     pa["Idn"] = np.sum(px_sub_y / (1 + (kd / ng[:, :, 0:1])), 1)
     pa["InverseVariance"] = np.sum(px_sub_y[:, 1:, :] / k_diff[None, 1:, None] ** 2, 1)
-    pa["MaximumProbability"] = np.amax(p, (1, 2))
+    pa["MaximumProbability"] = max_prob
     pa["SumAverage"] = np.sum((k_sum[None, :, None] * px_add_y), 1)
     pa["SumEntropy"] = (-1) * np.sum((px_add_y * np.log2(px_add_y + eps)), 1)
-    pa["SumSquares"] = np.sum((p * (di ** 2)), (1, 2))
+    pa["SumSquares"] = sum_squares     # the sum sigx is the root of, as pyradiomics forms both
     pa["JointAverage"] = joint_average
     pa["Correlation"] = correlation
     means = angle_means_batch(pa)
