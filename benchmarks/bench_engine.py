@@ -20,7 +20,8 @@ Every engine result is compared with the floor's values (rtol 1e-9) as it is tim
 
 ``--cohort N``: ``doseradiomics cohort-extract`` of N synthetic patients on ``--workers`` workers,
 with the engine and with ``DOSERADIOMICS_ENGINE=pyradiomics`` (today's route), one after the other
-in one run, each a fresh process into an empty folder; wall and CPU time (process + workers).
+in one run, each a fresh process into an empty folder; wall and CPU time (process + workers); without
+the stability screen unless ``--stability-screen``.
 
 Writes results/engine.json and the table between the ``engine`` markers of benchmarks/README.md.
 """
@@ -92,7 +93,7 @@ def one_patient(p: PatientInputs, options, fx: dict, direct: dict) -> dict:
     return row
 
 
-def cohort(n: int, workers: int) -> int:
+def cohort(n: int, workers: int, stability_screen: bool = False) -> int:
     import os
     import shutil
     import subprocess
@@ -108,7 +109,8 @@ def cohort(n: int, workers: int) -> int:
         load = os.getloadavg()[0]
         c0, t0 = cpu_seconds(children=True), time.perf_counter()
         subprocess.run([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest", str(manifest),
-                        "--out", str(out), "--workers", str(workers), "--quiet"], check=True, env=env)
+                        "--out", str(out), "--workers", str(workers), "--quiet"]
+                       + ([] if stability_screen else ["--no-stability-screen"]), check=True, env=env)
         wall, cpu = time.perf_counter() - t0, cpu_seconds(children=True) - c0
         runs.setdefault(route, []).append({"wall": wall, "cpu": cpu, "load_before": load})
         print(f"{route}: {wall:.1f} s wall, {cpu:.1f} s CPU (load {load:.1f})", flush=True)
@@ -123,9 +125,10 @@ def cohort(n: int, workers: int) -> int:
         f"| **pyradiomics / engine** | **{pyr['wall'] / eng['wall']:.2f}x** | **{pyr['cpu'] / eng['cpu']:.2f}x** |",
     ])
     loads = ", ".join("%.1f" % r["load_before"] for v in runs.values() for r in v)
-    note = (f"_`benchmarks/bench_engine.py --cohort {n} --workers {workers}`, {stamp()}, {load_note()} at the end "
+    screen = " --stability-screen" if stability_screen else ""
+    note = (f"_`benchmarks/bench_engine.py --cohort {n} --workers {workers}{screen}`, {stamp()}, {load_note()} at the end "
             f"(load before each run: {loads}); "
-            "a fresh cohort-extract process per run._")
+            f"a fresh cohort-extract process per run, stability screen {'on' if stability_screen else 'off'}._")
     publish("engine-cohort", runs, md, note)
     return 0
 
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
                          "it recomputes features on perturbed images and is not the engine's cost")
     args = ap.parse_args(argv)
     if args.cohort:
-        return cohort(args.cohort, args.workers)
+        return cohort(args.cohort, args.workers, args.stability_screen)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     options = ExtractionOptions(config=args.config, stability_screen=args.stability_screen)
     fx = extractors(options)
