@@ -40,6 +40,13 @@ def synth_cohort(n: int, seed: int = 2025) -> Path:
     return manifest
 
 
+def checkout_env(**extra) -> dict:
+    """The environment for a child process (``python -m DoseRadiomicsLib.cli ...``) that must import
+    this checkout's library, not whichever one the interpreter has installed (e.g. /work/main's)."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def cpu_seconds(children: bool = False) -> float:
     """User + system CPU seconds of this process (and, with ``children``, of its waited-for children)."""
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF

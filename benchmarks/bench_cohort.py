@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from _common import RESULTS, WORKDIR, cpu_seconds, load_note, publish, stamp, synth_cohort
+from _common import RESULTS, WORKDIR, checkout_env, cpu_seconds, load_note, publish, stamp, synth_cohort
 
 
 def run_once(manifest, n: int, workers: int, limit_s: float) -> dict:
@@ -33,7 +33,7 @@ def run_once(manifest, n: int, workers: int, limit_s: float) -> dict:
     load_before = os.getloadavg()[0]
     cpu0 = cpu_seconds(children=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, env=checkout_env())
     try:
         proc.wait(timeout=limit_s)
         finished = proc.returncode == 0

@@ -7,7 +7,9 @@ Per OpenKBP patient (PTV70 as the target, 128^3), warm, one process, one thread,
   same parameter files (what the features cost with pyradiomics, nothing around it);
 - engine: ``FeatureExtractor.extract_many`` on the same pre-cut slices and masks (pyradiomics'
   loading, shape and filters, the engine's feature classes);
-- whole: ``extract_patient`` with the engine (read, align, slice, ROIs, 3 x 1,595 features, record);
+- whole: ``extract_patient`` with the engine (read, align, slice, ROIs, 3 x 1,595 features, record),
+  without the stability screen (``--stability-screen`` keeps it: it recomputes features on perturbed
+  images, a cost of its own, see bench_stability.py);
 - whole, pyradiomics: ``extract_patient`` with ``DOSERADIOMICS_ENGINE=pyradiomics`` (today's route);
 - one ROI: the engine on GTV-heat alone, against the three ROIs.
 
@@ -18,7 +20,8 @@ Every engine result is compared with the floor's values (rtol 1e-9) as it is tim
 
 ``--cohort N``: ``doseradiomics cohort-extract`` of N synthetic patients on ``--workers`` workers,
 with the engine and with ``DOSERADIOMICS_ENGINE=pyradiomics`` (today's route), one after the other
-in one run, each a fresh process into an empty folder; wall and CPU time (process + workers).
+in one run, each a fresh process into an empty folder; wall and CPU time (process + workers); without
+the stability screen unless ``--stability-screen``.
 
 Writes results/engine.json and the table between the ``engine`` markers of benchmarks/README.md.
 """
@@ -90,25 +93,24 @@ def one_patient(p: PatientInputs, options, fx: dict, direct: dict) -> dict:
     return row
 
 
-def cohort(n: int, workers: int) -> int:
+def cohort(n: int, workers: int, stability_screen: bool = False) -> int:
     import os
     import shutil
     import subprocess
     import sys
 
-    from _common import REPO, WORKDIR, cpu_seconds, synth_cohort
+    from _common import WORKDIR, checkout_env, cpu_seconds, synth_cohort
     manifest = synth_cohort(n)
     runs = {}
     for route in ("engine", "pyradiomics", "engine"):      # engine twice: first and last
         out = WORKDIR / f"engine_cohort_{n}_{route}"
         shutil.rmtree(out, ignore_errors=True)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-        if route == "pyradiomics":
-            env["DOSERADIOMICS_ENGINE"] = "pyradiomics"
+        env = checkout_env(**({"DOSERADIOMICS_ENGINE": "pyradiomics"} if route == "pyradiomics" else {}))
         load = os.getloadavg()[0]
         c0, t0 = cpu_seconds(children=True), time.perf_counter()
         subprocess.run([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest", str(manifest),
-                        "--out", str(out), "--workers", str(workers), "--quiet"], check=True, env=env)
+                        "--out", str(out), "--workers", str(workers), "--quiet"]
+                       + ([] if stability_screen else ["--no-stability-screen"]), check=True, env=env)
         wall, cpu = time.perf_counter() - t0, cpu_seconds(children=True) - c0
         runs.setdefault(route, []).append({"wall": wall, "cpu": cpu, "load_before": load})
         print(f"{route}: {wall:.1f} s wall, {cpu:.1f} s CPU (load {load:.1f})", flush=True)
@@ -123,9 +125,10 @@ def cohort(n: int, workers: int) -> int:
         f"| **pyradiomics / engine** | **{pyr['wall'] / eng['wall']:.2f}x** | **{pyr['cpu'] / eng['cpu']:.2f}x** |",
     ])
     loads = ", ".join("%.1f" % r["load_before"] for v in runs.values() for r in v)
-    note = (f"_`benchmarks/bench_engine.py --cohort {n} --workers {workers}`, {stamp()}, {load_note()} at the end "
+    screen = " --stability-screen" if stability_screen else ""
+    note = (f"_`benchmarks/bench_engine.py --cohort {n} --workers {workers}{screen}`, {stamp()}, {load_note()} at the end "
             f"(load before each run: {loads}); "
-            "a fresh cohort-extract process per run._")
+            f"a fresh cohort-extract process per run, stability screen {'on' if stability_screen else 'off'}._")
     publish("engine-cohort", runs, md, note)
     return 0
 
@@ -136,11 +139,14 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="paper", choices=["paper", "2d"])
     ap.add_argument("--cohort", type=int, default=0, help="cohort-extract this many synthetic patients instead")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--stability-screen", action="store_true",
+                    help="keep the stability screen (stability.py) in the whole extract_patient; off by default: "
+                         "it recomputes features on perturbed images and is not the engine's cost")
     args = ap.parse_args(argv)
     if args.cohort:
-        return cohort(args.cohort, args.workers)
+        return cohort(args.cohort, args.workers, args.stability_screen)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
-    options = ExtractionOptions(config=args.config)
+    options = ExtractionOptions(config=args.config, stability_screen=args.stability_screen)
     fx = extractors(options)
     direct = {m: _pyradiomics(e.parameters) for m, e in fx.items()}
     dirs = sorted((p for p in DATA.glob("pt_*") if p.is_dir()), key=lambda p: int(p.name[3:]))[:args.patients]
@@ -174,8 +180,10 @@ def main(argv=None) -> int:
         f"| features differing from the floor beyond rtol 1e-9 / atol 1e-12 | {s['differing']} of {len(rows) * 3 * fx['CT'].expected_count:,} | |",
         f"| class computations by the engine / by pyradiomics (fallback) | {s['engine_classes']['engine']:,} / {s['engine_classes']['fallback']:,} | |",
     ])
-    note = (f"_`benchmarks/bench_engine.py --patients {args.patients} --config {args.config}`, {stamp()}, "
-            f"{load_note()}; warm, one process, one thread, CPU time; interleaved per patient._")
+    screen = " --stability-screen" if args.stability_screen else ""
+    note = (f"_`benchmarks/bench_engine.py --patients {args.patients} --config {args.config}{screen}`, {stamp()}, "
+            f"{load_note()}; warm, one process, one thread, CPU time; interleaved per patient; stability screen "
+            f"{'on' if args.stability_screen else 'off'} in the whole `extract_patient`._")
     publish(f"engine-{args.config}", s, md, note)
     return 0
 

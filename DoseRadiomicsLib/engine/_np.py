@@ -1,4 +1,5 @@
-"""numpy's nan-reductions without their per-call overhead where the input has no NaN."""
+"""numpy's nan-reductions without their per-call overhead where the input has no NaN, and the
+matrix step GLCM and GLRLM share."""
 
 from __future__ import annotations
 
@@ -39,3 +40,18 @@ def angle_means_batch(per_angle: dict) -> dict:
     for k in np.flatnonzero(np.isnan(means)):
         means[k] = np.nanmean(stack[k:k + 1], 1)[0]
     return {n: means[k * n_img:(k + 1) * n_img] for k, n in enumerate(names)}
+
+
+def drop_empty_angles(p, totals):
+    """pyradiomics' GLCM/GLRLM step after building a (1, i, j, angles) matrix ``p`` with per-angle
+    ``totals`` (1, angles): angles without any entry are deleted when there is more than one angle.
+    Returns (p, totals), or None where pyradiomics takes an edge path (no angle left, or an empty
+    one left) that the engine leaves to pyradiomics' class."""
+    if p.shape[3] > 1:
+        empty = np.where(np.sum(totals, 0) == 0)
+        if len(empty[0]) > 0:
+            p = np.delete(p, empty, 3)
+            totals = np.delete(totals, empty, 1)
+    if p.shape[3] == 0 or (totals == 0).any():
+        return None
+    return p, totals

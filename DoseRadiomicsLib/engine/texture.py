@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._np import angle_means_batch
+from ._np import angle_means_batch, drop_empty_angles
 
 _EPS = np.spacing(1)
 
@@ -27,15 +27,8 @@ def glrlm_matrix(binned, mask, grey_levels, ng, settings, cm):
     p, _angles = cm.calculate_glrlm(binned, mask, ng, np.max(binned.shape),
                                     settings.get("force2D", False), settings.get("force2Ddimension", 0))
     p = _drop_empty_levels(p, grey_levels, ng)
-    nr = np.sum(p, (1, 2))
-    if p.shape[3] > 1:
-        empty = np.where(np.sum(nr, 0) == 0)
-        if len(empty[0]) > 0:
-            p = np.delete(p, empty, 3)
-            nr = np.delete(nr, empty, 1)
-    if p.shape[3] == 0 or (nr == 0).any():
-        return None
-    return p
+    kept = drop_empty_angles(p, np.sum(p, (1, 2)))
+    return None if kept is None else kept[0]
 
 
 def glrlm(mats: list, level_sets: list) -> list:
