@@ -2013,13 +2013,14 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             options = self.extractionOptions(isodoseGy=sliceRois.isodose_gy,
                                              isodoseTouchingGtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1",
                                              section=sliceRois.extent.spec if sliceRois.extent else "largest")
-        features = pipeline.extract_rois(sliceRois, options, progress=progress)
+        filtered = {} if options.stability_screen else None   # the filtered images, for the screen
+        features = pipeline.extract_rois(sliceRois, options, progress=progress, keep=filtered)
         self.stability = None
         if options.stability_screen:   # the library's screen, as the command line runs it
             from DoseRadiomicsLib.stability import screen_rois
             if progress:
                 progress("stability screen")
-            self.stability = screen_rois(sliceRois, options, features)
+            self.stability = screen_rois(sliceRois, options, features, filtered=filtered)
         unstable = (self.stability or {}).get("unstable", {})
         # Slicer's table storage writes numbers with 6 significant digits (vtkDelimitedTextWriter's
         # default), so a saved scene would round the features; the exact text column keeps every bit.

@@ -84,6 +84,33 @@ def _cache_feature_names() -> None:
     cls_base._doseradiomics_names_cached = True
 
 
+def _cache_icosphere() -> None:
+    """Make pyradiomics' LBP3D build its sampling sphere once per process, not once per image.
+
+    ``getLBP3DImage`` imports ``trimesh.creation.icosphere`` on every call and builds the same sphere
+    (42 vertices) each time, about a third of the filter's time on a one-slice ROI. It only reads the
+    vertices (copied into a numpy array), so handing back one mesh per (subdivisions, radius) changes
+    no value.
+    """
+    try:
+        import trimesh.creation as creation
+    except ImportError:      # LBP3D is then refused (environment.check_lbp3d_support)
+        return
+    if getattr(creation.icosphere, "_doseradiomics_cached", False):
+        return
+    build = creation.icosphere
+    cache: dict = {}
+
+    def icosphere(*args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            cache[key] = build(*args, **kwargs)
+        return cache[key]
+
+    icosphere._doseradiomics_cached = True
+    creation.icosphere = icosphere
+
+
 def parameter_file(config: str, modality: str) -> Path:
     """The bundled parameter file of ``config`` ("paper" or "2d") for ``modality`` ("CT" or "dose")."""
     if config not in CONFIGS:
@@ -178,6 +205,8 @@ class FeatureExtractor:
         radiomics.setVerbosity(logging.ERROR)
         logging.getLogger("radiomics").setLevel(logging.ERROR)
         _cache_feature_names()
+        if "LBP3D" in self.parameters["imageType"]:
+            _cache_icosphere()
         try:
             self._extractor = featureextractor.RadiomicsFeatureExtractor(dict(self.parameters))
         except Exception as exc:  # noqa: BLE001 - pyradiomics raises bare exceptions on bad settings
@@ -220,12 +249,13 @@ class FeatureExtractor:
         return features
 
     def extract(self, image: sitk.Image, mask: sitk.Image, roi: str | None = None,
-                patient: str | None = None) -> dict:
-        """Features of ``mask`` on ``image``: pyradiomics names -> float, diagnostics left out."""
+                patient: str | None = None, keep: dict | None = None) -> dict:
+        """Features of ``mask`` on ``image``: pyradiomics names -> float, diagnostics left out.
+        ``keep``: see :meth:`extract_many`."""
         self._check_inputs(image, mask, roi, patient)
         try:
             if self.use_engine and self.shares_filtered_images:
-                result = self._execute_shared(image, OrderedDict([(roi, mask)]))[roi]
+                result = self._execute_shared(image, OrderedDict([(roi, mask)]), keep)[roi]
             else:
                 with filtered_grey_levels_checked(self._extractor, roi, patient):
                     result = self._extractor.execute(image, mask, label=self.label)
@@ -239,25 +269,31 @@ class FeatureExtractor:
         settings = self._extractor.settings
         return not any(settings.get(k) for k in _NOT_SHAREABLE)
 
-    def extract_many(self, image: sitk.Image, masks, patient: str | None = None) -> "OrderedDict[str, dict]":
+    def extract_many(self, image: sitk.Image, masks, patient: str | None = None,
+                     keep: dict | None = None) -> "OrderedDict[str, dict]":
         """Features of several ROIs on one image: ROI name -> (pyradiomics name -> float).
 
         Each ROI gets exactly the features :meth:`extract` gives it (pyradiomics called per ROI);
         filtered images are computed once for all ROIs that pyradiomics would filter identically
-        (see the module docstring).
+        (see the module docstring). ``keep``, a dict, receives for each ROI the group of ROIs it was
+        filtered with: {"image", "filter_mask", "masks": ROI -> (mask, bounding box), "filtered":
+        [(filtered image, image type name, kwargs)]}, the images the features were computed from (the
+        stability screen filters perturbed copies of "image" and compares); ROIs that pyradiomics'
+        own ``execute`` extracts (settings extract_many cannot share under) get no entry.
         """
         masks = OrderedDict(masks)
         for roi, mask in masks.items():
             self._check_inputs(image, mask, roi, patient)
         if len(masks) == 1 or not self.shares_filtered_images:
-            return OrderedDict((roi, self.extract(image, m, roi=roi, patient=patient)) for roi, m in masks.items())
+            return OrderedDict((roi, self.extract(image, m, roi=roi, patient=patient, keep=keep))
+                               for roi, m in masks.items())
         try:
-            raw = self._execute_shared(image, masks)
+            raw = self._execute_shared(image, masks, keep)
         except (ValueError, RuntimeError, IndexError) as exc:
             raise ExtractionError(f"pyradiomics failed on ROIs {', '.join(masks)}: {exc}", patient=patient) from exc
         return OrderedDict((roi, self._finish(raw[roi], roi, patient)) for roi in masks)
 
-    def _execute_shared(self, image: sitk.Image, masks: "OrderedDict[str, sitk.Image]") -> dict:
+    def _execute_shared(self, image: sitk.Image, masks: "OrderedDict[str, sitk.Image]", keep: dict | None = None) -> dict:
         """pyradiomics' ``execute`` (segment-based, no resampling/normalising/resegmenting) for several
         masks on one image, step for step, with each filter run once per group of ROIs whose
         (pre-cropped) input image is the same."""
@@ -307,15 +343,19 @@ class FeatureExtractor:
                 args = settings.copy()
                 args.update(custom)
                 generators = chain(generators, getattr(imops, f"get{image_type}Image")(group_image, filter_mask, **args))
+            filtered_images = list(generators)
+            if keep is not None:
+                group = {"image": group_image, "filter_mask": filter_mask, "filtered": filtered_images,
+                         "masks": OrderedDict((roi, (mask, bb)) for roi, mask, bb, _v in prepared)}
+                keep.update((roi, group) for roi in group["masks"])
             if not self.use_engine:
-                for filtered, type_name, kwargs in generators:
+                for filtered, type_name, kwargs in filtered_images:
                     for roi, mask, bounding_box, vector in prepared:
                         cropped, cropped_mask = imops.cropToTumorMask(filtered, mask, bounding_box, padDistance=0)
                         check_filtered_grey_levels(cropped, cropped_mask, type_name, kwargs, roi)
                         vector.update(ex.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
             else:
                 # the engine computes an ROI's filtered images together (one batch per settings)
-                filtered_images = list(generators)
                 for roi, mask, bounding_box, vector in prepared:
                     for features in self._engine_features(filtered_images, mask, bounding_box, roi):
                         vector.update(features)
@@ -336,10 +376,11 @@ class FeatureExtractor:
         return engine.compute_features(image, mask, image_type_name, self._extractor.enabledFeatures,
                                        settings, label=int(settings.get("label", self.label)))
 
-    def _engine_features(self, filtered_images: list, mask, bounding_box, roi=None) -> list:
+    def _engine_features(self, filtered_images: list, mask, bounding_box, roi=None, classes=None) -> list:
         """The engine on an ROI's filtered images, each cut to ``bounding_box`` as arrays (the crop of
         pyradiomics' cropToTumorMask(padDistance=0) without two SimpleITK images per image and ROI),
-        batched per distinct settings; one OrderedDict per image, in the images' order."""
+        batched per distinct settings; one OrderedDict per image, in the images' order. ``classes``:
+        only these feature classes (default: all the parameter file enables)."""
         from . import engine
         from radiomics import imageoperations as imops
 
@@ -350,6 +391,9 @@ class FeatureExtractor:
         for index, (_filtered, _name, kwargs) in enumerate(filtered_images):
             batches.setdefault(repr(sorted(kwargs.items())), []).append(index)
         out = [None] * len(filtered_images)
+        enabled = self._extractor.enabledFeatures
+        if classes is not None:
+            enabled = OrderedDict((c, v) for c, v in enabled.items() if c in classes)
         for members in batches.values():
             kwargs = filtered_images[members[0]][2]
             mask_array = mask_view == int(kwargs.get("label", self.label))
@@ -363,8 +407,7 @@ class FeatureExtractor:
                         check_grey_levels(a[mask_array], float(kwargs.get("binWidth", 25)), roi,
                                           f"{filtered_images[i][1]} image values")
             results = engine.compute_batch(arrays, mask_array, [filtered_images[i][0].GetSpacing() for i in members],
-                                           [filtered_images[i][1] for i in members], self._extractor.enabledFeatures,
-                                           kwargs, sitk_images)
+                                           [filtered_images[i][1] for i in members], enabled, kwargs, sitk_images)
             for i, r in zip(members, results):
                 out[i] = r
         return out

@@ -137,11 +137,13 @@ def feature_columns(columns) -> list:
 
 
 def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | None = None,
-                 progress=None) -> "OrderedDict[str, float]":
+                 progress=None, keep: dict | None = None) -> "OrderedDict[str, float]":
     """pyradiomics features of every ROI of ``rois``: ``<ROI>__<feature>`` -> value.
 
     The ROIs of one slice (CT or dose) go to pyradiomics together, so that a filtered image is
     computed once for every ROI that sees the same one (:meth:`FeatureExtractor.extract_many`).
+    ``keep`` (a dict) receives per ROI the filtered images its features come from, for
+    :func:`stability.screen_rois`, which then does not filter the unperturbed images again.
     """
     cut_for = rois.extent.spec if rois.extent is not None else "largest"
     if cut_for != options.section:   # before any work: the names would claim another section
@@ -158,7 +160,7 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
     for modality, masks in by_modality.items():
         if progress:
             progress(f"extracting {', '.join(masks)} on the {modality} {where}")
-        per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient))
+        per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient, keep=keep))
     suffix = options.section_spec.roi_suffix
     row: "OrderedDict[str, float]" = OrderedDict()
     for name in rois.masks:
@@ -320,13 +322,14 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         dose_stats = dose_statistics if dose_statistics is not None else \
             gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
         timer.lap("slice_and_rois")
-        features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"))
+        filtered = {} if options.stability_screen else None
+        features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"), keep=filtered)
         timer.lap("features")
         stability = None
         if options.stability_screen:
             from .stability import screen_rois
             say(f"[{pid}] stability screen")
-            stability = screen_rois(rois, options, features, patient=pid)
+            stability = screen_rois(rois, options, features, patient=pid, filtered=filtered)
             timer.lap("stability")
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)

@@ -1,33 +1,51 @@
 """The numerical-stability screen: which features of a patient are round-off noise.
 
 Every feature is computed twice more on the same ROI, with the image changed far below any physical
-meaning:
+meaning (``PERTURBATIONS``):
 
 - ``relative``: every voxel increased by ``RELATIVE_PERTURBATION`` (1e-6) of its own magnitude times a
-  fixed pseudo-random factor in [0, 1) (a 60 Gy voxel by at most 6e-5 Gy, a -1000 HU voxel by at most
-  1e-3 HU). Not a pure global scale: a scale leaves a linear filter's round-off pattern unchanged, so it
-  would hide exactly the features this screen is for. One-sided (values only grow, toward +inf) so that
-  data lying exactly on a bin edge (integer HU on the multiples of the 25 HU bin width) stays in its
-  bin: digitising puts an edge value in the bin above, and a tie at an edge is pyradiomics' convention,
-  not noise.
+  pseudo-random factor in [0, 1) drawn from the voxel's *value* (splitmix64 of its bits, seed ``SEED``):
+  a 60 Gy voxel grows by at most 6e-5 Gy, a -1000 HU voxel by at most 1e-3 HU. Not a pure global scale:
+  a scale leaves a linear filter's round-off pattern unchanged, so it would hide exactly the features
+  this screen is for. Keyed on the value, not on the voxel, so that equal voxels stay equal and values
+  further apart than 1e-6 of themselves keep their order: ties of quantised data (integer HU, doses in
+  steps of 1e-3 Gy) are data, not round-off, and breaking them moves pyradiomics' robust-MAD window
+  (the 10-90 % percentiles) by whole voxels; a per-voxel factor flagged the original image's
+  RobustMeanAbsoluteDeviation on 6 of 10 OpenKBP patients that way. One-sided (values only grow,
+  toward +inf) so that data lying exactly on a bin edge (integer HU on the multiples of the 25 HU bin
+  width) stays in its bin: digitising puts an edge value in the bin above, and a tie at an edge is
+  pyradiomics' convention, not noise.
 - ``storage``: the image stored in the other floating-point type (float32 input as float64, any other
   as float32), as two readers of the same file may store it; the filters then round differently.
 
-A feature is **unstable** when, under either perturbation, it moves by more than
-``RTOL * max(|a|, |b|) + ATOL`` (1e-3 relative, 1e-12 absolute). A well-conditioned feature moves by
-about the perturbation itself (1e-6 relative, 6e-8 for float32 storage); 1e-3 allows a thousandfold
-amplification. The absolute part is tiny on purpose: the round-off sub-bands hold values of 1e-5 to
-1e-7 Gy, and a larger absolute tolerance would call their features stable. Shape features do not
-depend on intensities and are never unstable.
+Both are applied to the image pyradiomics' filters see (the ROI's pre-cropped box). One combined
+perturbation (``relative+storage``, one filter pass) costs about half as much but is not the same
+screen: where LBP3D's sign function meets a tie (below), whether a perturbation flips it is decided by
+round-off, and the combined perturbation's round-off need not flip the ties that float32 against
+float64 storage flips (measured on OpenKBP pt_11: 157 LBP features move between the two storage types,
+the combined screen flags none of them). The storage perturbation is that comparison itself.
 
-The cost is kept low by an exact shortcut: texture classes (GLCM, GLRLM, GLSZM, GLDM, NGTDM) see
-only the binned image inside the ROI (pyradiomics' ``_applyBinning``), so where a perturbed filtered
-image bins exactly as the unperturbed one inside the ROI, its texture features are the unperturbed
-ones; only first order is computed for it, texture classes only where the binning changed.
+A feature is **unstable** when a perturbation moves it by more than ``RTOL * max(|a|, |b|) + ATOL``
+(1e-3 relative, 1e-12 absolute). A well-conditioned feature moves by about the perturbation itself
+(1e-6 relative, 6e-8 for float32 storage); 1e-3 allows a thousandfold amplification. The absolute
+part is tiny on purpose: the round-off sub-bands hold values of 1e-5 to 1e-7 Gy, and a larger
+absolute tolerance would call their features stable. Shape features do not depend on intensities and
+are never unstable.
 
+LBP3D's m1 and m2 images count, per voxel, the sample points around it (42 on a sphere, six of them
+exactly on the neighbouring voxels) whose cubic-spline value is at least the voxel's own. Where a
+neighbour holds exactly the voxel's value (doses quantised to 1e-3 Gy do, on some patients), that
+comparison is a tie decided by the round-off of pyradiomics' spline (``map_coordinates`` keeps the
+input's float type), which differs between float32 and float64: those patients' LBP3D m1/m2 features
+move and are flagged (OpenKBP pt_1, pt_11, pt_100). A patient without such a neighbour pair at the ROI
+(OpenKBP pt_10) has LBP3D m1/m2 features that do not move at all.
+
+The cost is kept low: the extraction hands over the filtered images its features come from
+(``pipeline.extract_rois(keep=...)``), so only the perturbed images are filtered, once per group of
+ROIs pyradiomics filters together, and exact shortcuts spare the feature classes (:func:`screen_group`).
 The loop is pyradiomics' own ``execute`` (load, mask check, filters, per-image crop, feature classes),
-with pyradiomics' ``imageoperations`` for filtering and binning; with the perturbation ``"none"`` it
-reproduces the extraction's values bit for bit (a test checks every feature).
+with the extraction's route to the feature classes (the exact engine, :mod:`DoseRadiomicsLib.engine`);
+with the perturbation ``"none"`` it reproduces the extraction's values (a test checks every feature).
 """
 
 from __future__ import annotations
@@ -51,6 +69,12 @@ MAX_UNSTABLE_SHARE = 0.5
 PERTURBATIONS = ("relative", "storage")
 #: fixed, so that the screen of a patient is the same on every run and every machine
 SEED = 20251201
+_DESCRIPTIONS = {
+    "relative": f"each voxel x -> x + {RELATIVE_PERTURBATION:g} * u * |x|, u in [0, 1) pseudo-random (seed {SEED})",
+    "storage": "float32 input as float64, any other as float32",
+    "relative+storage": f"both at once: x -> x + {RELATIVE_PERTURBATION:g} * u * |x| (seed {SEED}), stored in the "
+                        "other floating-point type (float32 input as float64, any other as float32)",
+}
 SCHEMA = 1
 #: the sidecar written next to features.csv
 SIDECAR = "feature_stability.json"
@@ -65,8 +89,11 @@ def perturb(image: sitk.Image, kind: str) -> sitk.Image:
     if kind == "none":
         out = sitk.GetImageFromArray(arr)
     elif kind == "relative":
+        from .fingerprint import _splitmix64
+
         values = arr if np.issubdtype(arr.dtype, np.floating) else arr.astype(np.float64)
-        factor = np.random.default_rng(SEED).random(arr.shape)
+        # keyed on the value, not the voxel: equal voxels stay equal (see the module docstring)
+        factor = _splitmix64(values.astype(np.float64).view(np.uint64), SEED)
         grown = values + (RELATIVE_PERTURBATION * factor) * np.abs(values)
         out = sitk.GetImageFromArray(grown.astype(values.dtype))
     elif kind == "storage":
@@ -98,72 +125,28 @@ def relative_change(a: float, b: float) -> float:
     return float(abs(a - b) / scale) if scale > 0 else 0.0
 
 
-def _compute(fx, image, mask, type_name: str, classes, kwargs, names=None) -> "OrderedDict[str, float]":
-    """pyradiomics' ``computeFeatures`` restricted to ``classes`` (and, with ``names``, to those
-    first-order features), by the extraction's own route: the exact engine where the extraction uses it
-    (its values are pyradiomics', :mod:`DoseRadiomicsLib.engine`), pyradiomics otherwise."""
-    ex = fx._extractor
-    enabled = OrderedDict(
-        (c, (names if c == "firstorder" and names is not None else ex.enabledFeatures[c]))
-        for c in classes if c in ex.enabledFeatures)
-    if getattr(fx, "use_engine", False):
-        from . import engine
-        values = engine.compute_features(image, mask, type_name, enabled, kwargs,
-                                         label=int(kwargs.get("label", fx.label)))
+def _features(fx, filtered: list, indices, mask, bounding_box, classes) -> list:
+    """The features of ``classes`` on the images ``filtered[i]``, ``i`` in ``indices``, of one ROI (its
+    mask and bounding box on the filtered images' grid), by the extraction's route: the exact engine
+    with the images batched (:meth:`FeatureExtractor._engine_features`; its values are pyradiomics',
+    :mod:`DoseRadiomicsLib.engine`), pyradiomics' ``computeFeatures`` otherwise. One OrderedDict per index."""
+    from radiomics import imageoperations as imops
+
+    indices = list(indices)
+    if not indices:
+        return []
+    if fx.use_engine:
+        values = fx._engine_features([filtered[i] for i in indices], mask, bounding_box, classes=classes)
     else:
-        restricted = copy.copy(ex)
-        restricted.enabledFeatures = enabled
-        values = restricted.computeFeatures(image, mask, type_name, **kwargs)
-    return OrderedDict((k, float(v)) for k, v in values.items())
-
-
-# First-order features whose change is bounded by the largest voxel change d inside the ROI (n voxels,
-# values x, shift c = voxelArrayShift, voxel volume V, baseline standard deviation s): order
-# statistics and the mean move by at most d; ranges and the mean absolute deviation by 2d; RMS by d
-# (triangle inequality); Variance by 2sd + d^2; Energy by 2d sum|x + c| + nd^2 (TotalEnergy: times V).
-# Entropy and Uniformity are histogram features: equal when the binning is. RobustMeanAbsoluteDeviation
-# moves by at most 2d when its 10-90 % window holds the same voxels in both images (checked with
-# numpy's percentile, pyradiomics' own code path for data without NaN). With centred values y (each
-# moving by at most e = 2d) and s > d: the third and fourth central moments move by at most
-# 3 m2 e + 3 mean|y| e^2 + e^3 and 4 mean|y|^3 e + 6 m2 e^2 + 4 mean|y| e^3 + e^4, and s by at most d,
-# which bounds Skewness m3/s^3 and Kurtosis m4/s^4. Features without a bound are computed.
-_BOUND_D = ("Minimum", "Maximum", "Mean", "Median", "10Percentile", "90Percentile", "RootMeanSquared")
-_BOUND_2D = ("Range", "InterquartileRange", "MeanAbsoluteDeviation")
-_SAME_BINS = ("Entropy", "Uniformity")
-
-
-def _window(x: np.ndarray) -> np.ndarray:
-    """The voxels of pyradiomics' robust-MAD window: between the 10th and 90th percentile, inclusive."""
-    p10, p90 = np.percentile(x, 10), np.percentile(x, 90)
-    return ~(((x - p10) < 0) | ((x - p90) > 0))
-
-
-def _first_order_bounds(ref: np.ndarray, pert: np.ndarray, base: dict, prefix: str, kwargs, spacing) -> dict:
-    """pyradiomics first-order name -> an upper bound of its change, for the features that have one."""
-    delta = float(np.abs(pert - ref).max())
-    shifted = np.abs(ref + float(kwargs.get("voxelArrayShift", 0))).sum()
-    n = ref.size
-    sd = np.sqrt(max(base.get(prefix + "Variance", 0.0), 0.0))
-    energy = 2 * delta * shifted + n * delta * delta
-    bounds = {**{f: delta for f in _BOUND_D}, **{f: 2 * delta for f in _BOUND_2D}, **{f: 0.0 for f in _SAME_BINS},
-              "Variance": 2 * sd * delta + delta * delta, "Energy": energy,
-              "TotalEnergy": energy * float(np.prod(spacing))}
-    if np.array_equal(_window(ref), _window(pert)):
-        bounds["RobustMeanAbsoluteDeviation"] = 2 * delta
-    y = ref - ref.mean()
-    abs_y = np.abs(y)
-    m2 = float(np.mean(y * y))
-    sigma = np.sqrt(m2)
-    if sigma > delta:
-        e, lo = 2 * delta, sigma - delta
-        a1, a3 = float(abs_y.mean()), float(np.mean(abs_y ** 3))
-        m3, m4 = float(np.mean(y ** 3)), float(np.mean(y ** 4))
-        bounds["Skewness"] = ((3 * m2 * e + 3 * a1 * e ** 2 + e ** 3) / lo ** 3
-                              + abs(m3) * (lo ** -3 - sigma ** -3))
-        bounds["Kurtosis"] = ((4 * a3 * e + 6 * m2 * e ** 2 + 4 * a1 * e ** 3 + e ** 4) / lo ** 4
-                              + m4 * (lo ** -4 - sigma ** -4))
-    # the bounds hold in exact arithmetic; the margin covers the round-off of computing them
-    return {prefix + f: b * (1 + 1e-9) + 1e-300 for f, b in bounds.items()}
+        restricted = copy.copy(fx._extractor)
+        restricted.enabledFeatures = OrderedDict((c, v) for c, v in fx._extractor.enabledFeatures.items()
+                                                 if c in classes)
+        values = []
+        for i in indices:
+            image, type_name, kwargs = filtered[i]
+            cropped, cropped_mask = imops.cropToTumorMask(image, mask, bounding_box, padDistance=0)
+            values.append(restricted.computeFeatures(cropped, cropped_mask, type_name, **kwargs))
+    return [OrderedDict((k, float(v)) for k, v in vector.items()) for vector in values]
 
 
 def _filtered_images(ex, image, mask, settings):
@@ -187,24 +170,41 @@ def _prepared(ex, image, mask, settings):
     return image, mask, bounding_box
 
 
-def _binned_inside(array: np.ndarray, inside: np.ndarray, kwargs) -> np.ndarray:
-    """The grey levels pyradiomics' texture classes see inside the ROI (``base._applyBinning``)."""
+def _bins(values: np.ndarray, kwargs) -> np.ndarray:
+    """The grey levels pyradiomics' texture classes see, of the voxel values inside an ROI
+    (``base._applyBinning``: bin edges from the ROI's own values)."""
     from radiomics import imageoperations as imops
 
-    return imops.binImage(array, inside, **kwargs)[0][inside]
+    return imops.binImage(values, **kwargs)[0]
 
 
-def reference_images(fx, image: sitk.Image, mask: sitk.Image) -> list:
-    """(type name, filtered array, its grey levels inside the ROI) of the unperturbed image, in pyradiomics' order: what the
-    perturbed images are compared with (the filters are cheap; their features are not)."""
+def unperturbed_groups(fx, image: sitk.Image, masks) -> list:
+    """What :meth:`FeatureExtractor.extract_many` keeps (``keep``), recomputed for ROIs it did not keep:
+    per ROI pyradiomics' loadImage and mask check, then its filters; one group per ROI."""
     ex = fx._extractor
     settings = dict(ex.settings, label=fx.label)
-    ref_image, ref_mask, _ = _prepared(ex, image, mask, settings)
-    inside = sitk.GetArrayViewFromImage(ref_mask) == fx.label
-    out = []
-    for filtered, name, kwargs in _filtered_images(ex, ref_image, ref_mask, settings):
-        array = sitk.GetArrayFromImage(filtered)
-        out.append((name, array, _binned_inside(array, inside, kwargs)))
+    groups = []
+    for roi, mask in masks.items():
+        prepared, prepared_mask, bounding_box = _prepared(ex, image, mask, settings)
+        groups.append({"image": prepared, "filter_mask": prepared_mask,
+                       "masks": OrderedDict([(roi, (prepared_mask, bounding_box))]),
+                       "filtered": list(_filtered_images(ex, prepared, prepared_mask, settings))})
+    return groups
+
+
+def perturbed_features(fx, image: sitk.Image, mask: sitk.Image, kind: str) -> "OrderedDict[str, float]":
+    """Every non-shape feature of one ROI with the image under perturbation ``kind`` (``"none"``: none),
+    computed in full, without the screen's shortcuts: pyradiomics' loadImage and mask check, the
+    perturbation of the image the filters see (as the screen perturbs it), pyradiomics' filters, every
+    feature class of every filtered image. What the shortcuts are tested against."""
+    ex = fx._extractor
+    settings = dict(ex.settings, label=fx.label)
+    prepared, prepared_mask, bounding_box = _prepared(ex, image, mask, settings)
+    filtered = list(_filtered_images(ex, perturb(prepared, kind), prepared_mask, settings))
+    out: "OrderedDict[str, float]" = OrderedDict()
+    for vector in _features(fx, filtered, range(len(filtered)), prepared_mask, bounding_box,
+                            [c for c in ex.enabledFeatures if not c.startswith("shape")]):
+        out.update(vector)
     return out
 
 
@@ -217,64 +217,65 @@ def _by_image(baseline: dict) -> dict:
     return out
 
 
-def perturbed_features(fx, image: sitk.Image, mask: sitk.Image, kind: str, baseline: dict | None = None,
-                       reference: list | None = None, known: frozenset = frozenset()) -> tuple:
-    """The non-shape features of one ROI on ``image`` under perturbation ``kind``.
+def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "OrderedDict[str, tuple]":
+    """The screen of a group of ROIs filtered together (a value of :meth:`FeatureExtractor.extract_many`'s
+    ``keep``, or of :func:`unperturbed_groups`) against their extracted features, ``baselines``: ROI ->
+    {pyradiomics name: value}. Returns ROI -> (changes, recomputed): feature -> {perturbation: relative
+    change} for every feature that moved beyond the tolerance, and perturbation -> the images whose
+    texture classes were computed.
 
-    ``fx`` is the :class:`~DoseRadiomicsLib.extraction.FeatureExtractor` that extracted ``baseline``
-    (pyradiomics name -> value). With ``reference`` (:func:`reference_images`) and ``baseline`` the
-    exact shortcuts apply: a filtered image equal to the unperturbed one inside the crop gets the
-    baseline's features; one that bins as the unperturbed one inside the ROI gets the baseline's
-    texture features and a computed first order. A feature class all of whose features are in
-    ``known`` (found unstable already) is not computed again and is left out of the result.
-    Without ``reference`` everything is computed. Returns (features, names of the images whose
-    texture classes were computed).
+    Per perturbation the group's image is perturbed and filtered once, for all its ROIs, and the
+    perturbed filtered images are compared with the extraction's. Exact shortcuts then spare the
+    feature classes, as every feature depends only on the values inside the ROI: an image whose
+    values inside the ROI did not change keeps every feature; one whose grey levels inside the ROI did
+    not change keeps its texture (the texture classes see only those), and only its first order is
+    computed; the other images are computed in full. An ROI's images are computed in one batch per
+    set of classes. A class all of whose features were found unstable under an earlier perturbation
+    is not computed again.
     """
-    from radiomics import imageoperations as imops
-
     ex = fx._extractor
     settings = dict(ex.settings, label=fx.label)
-    classes = [c for c in ex.enabledFeatures if not c.startswith("shape")]
-    pert_image, pert_mask, box = _prepared(ex, perturb(image, kind), mask, settings)
-    inside = sitk.GetArrayViewFromImage(pert_mask) == fx.label
-    by_image = _by_image(baseline) if reference is not None else {}
-    out: "OrderedDict[str, float]" = OrderedDict()
-    recomputed = []
-    for i, (filtered, type_name, kwargs) in enumerate(_filtered_images(ex, pert_image, pert_mask, settings)):
-        base = by_image.get(type_name, {})
-        wanted = [c for c in classes if reference is None or not known.issuperset(base.get(c, ()))]
-        todo, first_order_names = wanted, None
-        if reference is not None:
-            ref_name, ref_array, ref_bins = reference[i]
-            if ref_name != type_name:
-                raise RuntimeError(f"filter order differs: {ref_name} vs {type_name}")
-            array = sitk.GetArrayViewFromImage(filtered)
-            if np.array_equal(array, ref_array):          # nothing moved: the features did not either
-                todo = []
-            elif np.array_equal(_binned_inside(array, inside, kwargs), ref_bins):
-                todo = [c for c in wanted if c == "firstorder"]
-                if todo:
-                    fo = base.get("firstorder", {})
-                    bounds = _first_order_bounds(ref_array[inside].astype(np.float64),
-                                                 array[inside].astype(np.float64), fo, f"{type_name}_firstorder_", kwargs,
-                                                 filtered.GetSpacing())
-                    within = {k for k, b in bounds.items() if k in fo and b <= RTOL * abs(fo[k]) + ATOL}
-                    out.update((k, v) for k, v in fo.items() if k in within)   # proven within tolerance
-                    first_order_names = [k.split("_", 2)[2] for k in fo if k not in within]
-                    if not first_order_names:
-                        todo = []
-            for c in wanted:
-                if c not in todo:
-                    out.update(base.get(c, {}))
-        if todo == ["firstorder"] and first_order_names is not None:
-            # only pixels inside the mask count: the uncropped image gives the cropped one's values
-            out.update(_compute(fx, filtered, pert_mask, type_name, todo, kwargs, first_order_names))
-        elif todo:
-            cropped, cropped_mask = imops.cropToTumorMask(filtered, pert_mask, box, padDistance=0)
-            out.update(_compute(fx, cropped, cropped_mask, type_name, todo, kwargs))
-            if any(c != "firstorder" for c in todo):
-                recomputed.append(type_name)
-    return out, recomputed
+    classes = tuple(c for c in ex.enabledFeatures if not c.startswith("shape"))
+    reference = group["filtered"]
+    inside = OrderedDict((roi, sitk.GetArrayViewFromImage(m) == fx.label) for roi, (m, _bb) in group["masks"].items())
+    ref_values = {roi: [sitk.GetArrayViewFromImage(f)[ins] for f, _n, _k in reference] for roi, ins in inside.items()}
+    ref_bins: dict = {}
+    by_image = {roi: _by_image(baselines[roi]) for roi in inside}
+    out = OrderedDict((roi, (OrderedDict(), OrderedDict())) for roi in inside)
+    for kind in kinds:
+        perturbed = list(_filtered_images(ex, perturb(group["image"], kind), group["filter_mask"], settings))
+        if [n for _f, n, _k in perturbed] != [n for _f, n, _k in reference]:
+            raise RuntimeError("the perturbed image's filters yield other images than the extraction's")
+        for roi, (mask, bounding_box) in group["masks"].items():
+            changes, recomputed = out[roi]
+            full: "OrderedDict[tuple, list]" = OrderedDict()   # classes to compute -> images
+            first_order = []
+            for i, (image, type_name, kwargs) in enumerate(perturbed):
+                base = by_image[roi].get(type_name, {})
+                wanted = tuple(c for c in classes if any(k not in changes for k in base.get(c, ())))
+                old, new = ref_values[roi][i], sitk.GetArrayViewFromImage(image)[inside[roi]]
+                if not wanted or np.array_equal(old, new):
+                    continue
+                if (roi, i) not in ref_bins:
+                    ref_bins[roi, i] = _bins(old, kwargs)
+                if not np.array_equal(_bins(new, kwargs), ref_bins[roi, i]):
+                    full.setdefault(wanted, []).append(i)
+                elif "firstorder" in wanted:
+                    first_order.append(i)
+            values: "OrderedDict[str, float]" = OrderedDict()
+            for wanted, images in full.items():
+                for vector in _features(fx, perturbed, images, mask, bounding_box, wanted):
+                    values.update(vector)
+            for vector in _features(fx, perturbed, first_order, mask, bounding_box, ("firstorder",)):
+                values.update(vector)
+            recomputed[kind] = [perturbed[i][1] for wanted, images in full.items() if wanted != ("firstorder",)
+                                for i in images]
+            names = list(values)
+            baseline = baselines[roi]
+            flags = moved([baseline[n] for n in names], list(values.values()))
+            for name in np.asarray(names, dtype=object)[flags]:
+                changes.setdefault(name, OrderedDict())[kind] = relative_change(baseline[name], values[name])
+    return out
 
 
 def unsupported_reason(fx) -> str | None:
@@ -284,9 +285,11 @@ def unsupported_reason(fx) -> str | None:
             "image changes the ROI itself") if used else None
 
 
-def screen_rois(rois, options, features: dict, patient: str | None = None, shortcut: bool = True) -> dict:
+def screen_rois(rois, options, features: dict, patient: str | None = None, filtered: dict | None = None) -> dict:
     """The screen of a patient's ROIs against the extracted ``features`` (``<ROI>__<feature>`` -> value).
 
+    ``filtered``: what :func:`pipeline.extract_rois` kept (``keep``) while extracting ``features``, the
+    filtered images the features come from; ROIs without it are filtered again here (same images).
     Returns the record's ``stability`` entry: the perturbations and tolerance, the counts, and
     ``unstable``: feature column -> {perturbation: relative change} for every unstable feature.
     """
@@ -295,43 +298,47 @@ def screen_rois(rois, options, features: dict, patient: str | None = None, short
 
     t0 = time.perf_counter()
     ex = extractors(options)
-    unstable: "OrderedDict[str, dict]" = OrderedDict()
-    recomputed = OrderedDict()
-    not_screened = OrderedDict()
-    n_screened = 0
+    suffix = options.section_spec.roi_suffix
+    filtered = filtered or {}
+    by_modality: "OrderedDict[str, OrderedDict]" = OrderedDict()
     for roi, mask in rois.masks.items():
-        fx = ex[roi_modality(roi)]
+        by_modality.setdefault(roi_modality(roi), OrderedDict())[roi] = mask
+    not_screened = OrderedDict()
+    results: dict = {}
+    by_column: dict = {}
+    for column, value in features.items():
+        roi, _sep, name = column.partition(ROI_SEPARATOR)
+        by_column.setdefault(roi, {})[name] = value
+    baselines = {roi: by_column.get(f"{roi}{suffix}", {}) for roi in rois.masks}
+    n_screened = 0
+    for modality, masks in by_modality.items():
+        fx = ex[modality]
         reason = unsupported_reason(fx)
         if reason:
-            not_screened[roi] = reason
+            not_screened.update((roi, reason) for roi in masks)
             continue
-        head = f"{roi}{ROI_SEPARATOR}"
-        baseline = {k[len(head):]: v for k, v in features.items() if k.startswith(head)}
-        changes: "OrderedDict[str, dict]" = OrderedDict()
-        recomputed[roi] = {}
-        image = rois.image_for(roi)
-        reference = reference_images(fx, image, mask) if shortcut else None
-        for kind in PERTURBATIONS:
-            known = frozenset(k[len(head):] for k in changes)
+        n_screened += sum(len(baselines[roi]) for roi in masks)
+        groups = list({id(filtered[roi]): filtered[roi] for roi in masks if roi in filtered}.values())
+        missing = OrderedDict((roi, m) for roi, m in masks.items() if roi not in filtered)
+        if missing:
+            groups += unperturbed_groups(fx, rois.image_for(next(iter(missing))), missing)
+        for group in groups:
             try:
-                values, images = perturbed_features(fx, image, mask, kind, baseline, reference, known)
+                results.update(screen_group(fx, group, {roi: baselines[roi] for roi in group["masks"]}, PERTURBATIONS))
             except (ValueError, RuntimeError, IndexError) as exc:
-                raise ExtractionError(f"the stability screen ({kind} perturbation) failed on ROI {roi}: {exc}",
+                raise ExtractionError(f"the stability screen failed on ROI {', '.join(group['masks'])}: {exc}",
                                       patient=patient) from exc
-            recomputed[roi][kind] = images
-            names = list(values)
-            flags = moved([baseline[n] for n in names], list(values.values()))
-            for name in np.asarray(names, dtype=object)[flags]:
-                changes.setdefault(head + name, OrderedDict())[kind] = relative_change(baseline[name], values[name])
-        n_screened += len(baseline)
-        unstable.update(changes)
+    unstable: "OrderedDict[str, dict]" = OrderedDict()
+    recomputed = OrderedDict()
+    for roi in rois.masks:
+        if roi in results:
+            changes, recomputed[roi] = results[roi]
+            unstable.update((f"{roi}{suffix}{ROI_SEPARATOR}{name}", v) for name, v in changes.items())
     return {
         "schema": SCHEMA,
-        "perturbations": {"relative": f"each voxel x -> x + {RELATIVE_PERTURBATION:g} * u * |x|, u in [0, 1) "
-                                      f"pseudo-random (seed {SEED})",
-                          "storage": "float32 input as float64, any other as float32"},
+        "perturbations": {kind: _DESCRIPTIONS[kind] for kind in PERTURBATIONS},
         "tolerance": {"rtol": RTOL, "atol": ATOL,
-                      "rule": "unstable when |a - b| > rtol * max(|a|, |b|) + atol under either perturbation"},
+                      "rule": "unstable when |a - b| > rtol * max(|a|, |b|) + atol under any perturbation"},
         "n_features_screened": n_screened,
         "n_unstable": len(unstable),
         "unstable": unstable,
