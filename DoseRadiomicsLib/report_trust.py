@@ -134,6 +134,7 @@ def _optimism_section(model: dict) -> str:
             if not sm:
                 continue
             rows.append([e(name)] + [num(sm["auc"][k]) for k in ("apparent", "optimism", "corrected")]
+                        + [num(sm["auc"].get("estimate_632plus"))]  # absent in model files before round 3
                         + [num(val.get(name, {}).get("auc"))]
                         + [num(sm["calibration_slope"][k]) for k in ("corrected", "test_mean")]
                         + [num(sm["brier"][k]) for k in ("apparent", "corrected")]
@@ -141,10 +142,11 @@ def _optimism_section(model: dict) -> str:
         out += ["<h3>Bootstrap optimism correction (Harrell)</h3>",
                 f"<p>{e(boot['completed'])} of {e(boot['replicates'])} replicates (seed {e(boot['seed'])}, "
                 f"{e(boot['replicate_seeds'])}), training cohort n={e(boot['n'])}. {e(boot['method'])}</p>",
-                table(["Model", "AUC apparent", "optimism", "AUC corrected", "AUC validation (split)",
-                       "Calibration slope corrected", "Calibration slope of the refits on the training cohort (mean)",
+                table(["Model", "AUC apparent", "optimism", "AUC corrected", "AUC .632+ (out of bag)",
+                       "AUC validation (split)", "Calibration slope corrected",
+                       "Calibration slope of the refits on the training cohort (mean)",
                        "Brier apparent", "Brier corrected", "Brier validation (split)"],
-                      rows, numeric=tuple(range(1, 10)))]
+                      rows, numeric=tuple(range(1, 11)))]
     else:
         out.append("<p>Bootstrap optimism correction: not done for this model file (<code>train --bootstrap "
                    "N</code>).</p>")

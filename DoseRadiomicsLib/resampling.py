@@ -42,7 +42,10 @@ BOOTSTRAP_METHOD = (
     "corrected = the model file's training-cohort value - optimism. Replicate b uses "
     "numpy SeedSequence(seed).spawn(N)[b]: default_rng of it draws the sample, generate_state(1)[0] seeds "
     "the LASSO folds. The LASSO's 10-fold CV folds the sample's distinct patients (glmnet foldid by patient): "
-    "every copy of a patient drawn more than once is in one fold, so none is fitted and scored in the same fold.")
+    "every copy of a patient drawn more than once is in one fold, so none is fitted and scored in the same fold. "
+    "Beside it, the .632+ estimate of the AUC (Efron & Tibshirani 1997): each refit's AUC on the training "
+    "patients it was not fitted on (out of bag), averaged over the replicates, combined with the apparent AUC "
+    "by the .632+ weight (no-information AUC 0.5).")
 
 _STATE: dict = {}
 
@@ -124,12 +127,36 @@ def _bootstrap_replicate(task):
     except DataError as exc:
         return {"replicate": index, "error": exc.problem}
     y_tr = y[train_pos]
+    oob = np.setdiff1d(np.arange(train_pos.size), draw)  # the patients this refit never saw
     out = {"replicate": index, "n_unique": int(np.unique(draw).size), "models": {}}
     for name in p:
         app, test = performance(y_tr[draw], p[name][draw]), performance(y_tr, p[name])
         out["models"][name] = {**{f"{m}_apparent": app[m] for m in METRICS},
-                               **{f"{m}_test": test[m] for m in METRICS}}
+                               **{f"{m}_test": test[m] for m in METRICS},
+                               "auc_oob": oob_auc(y_tr[oob], p[name][oob])}
     return out
+
+
+def oob_auc(y, p) -> float:
+    """AUC on the out-of-bag patients (NaN without both classes or with missing scores)."""
+    from .stats import roc
+    y, p = np.asarray(y, dtype=int), np.asarray(p, dtype=float)
+    if y.size == 0 or y.min() == y.max() or not np.isfinite(p).all():
+        return float("nan")
+    return float(roc.auc(y, p))
+
+
+def auc_632plus(apparent: float, oob: float) -> dict:
+    """Efron & Tibshirani's (1997) .632+ estimate for the AUC, with 1 - AUC as the loss and 0.5 (a
+    score unrelated to the outcome) as the no-information value:
+    oob' = max(oob, 0.5); R = (apparent - oob') / (apparent - 0.5) if oob' < apparent (else 0);
+    w = 0.632 / (1 - 0.368 R); estimate = (1 - w) apparent + w oob'."""
+    if not (np.isfinite(apparent) and np.isfinite(oob)):
+        return {"estimate": float("nan"), "weight": float("nan"), "relative_overfitting": float("nan")}
+    oob1 = max(oob, 0.5)
+    r = (apparent - oob1) / (apparent - 0.5) if (oob1 < apparent and apparent > 0.5) else 0.0
+    w = 0.632 / (1 - 0.368 * r)
+    return {"estimate": float((1 - w) * apparent + w * oob1), "weight": float(w), "relative_overfitting": float(r)}
 
 
 def optimism_summary(apparent: dict, replicates: list) -> dict:
@@ -150,6 +177,13 @@ def optimism_summary(apparent: dict, replicates: list) -> dict:
             # factor; meaningful where the in-sample slope of a separated refit is not 1)
             out[name][m] = {"apparent": app, "optimism": opt, "corrected": app - opt, "replicates": int(d.size),
                             "test_mean": float(test.mean()) if test.size else float("nan")}
+        # .632+ beside Harrell's: the refits scored only on the patients they did not see
+        oob = np.array([r["models"][name].get("auc_oob", np.nan) for r in ok], dtype=float)
+        oob = oob[np.isfinite(oob)]
+        oob_mean = float(oob.mean()) if oob.size else float("nan")
+        plus = auc_632plus(out[name]["auc"]["apparent"], oob_mean)
+        out[name]["auc"].update(oob_mean=oob_mean, oob_replicates=int(oob.size), estimate_632plus=plus["estimate"],
+                                weight_632plus=plus["weight"], relative_overfitting=plus["relative_overfitting"])
     return out
 
 
@@ -172,8 +206,9 @@ def bootstrap_optimism(X: pd.DataFrame, raw: pd.DataFrame, y: np.ndarray, train_
     children = np.random.SeedSequence(int(seed)).spawn(int(replicates))
     results = run_tasks(_bootstrap_replicate, list(enumerate(children)), state, workers)
     done = [r for r in results if "models" in r]
-    values = {name: {f"{m}_{k}": [r["models"][name][f"{m}_{k}"] for r in done]
-                     for m in METRICS for k in ("apparent", "test")} for name in apparent}
+    values = {name: {**{f"{m}_{k}": [r["models"][name][f"{m}_{k}"] for r in done]
+                        for m in METRICS for k in ("apparent", "test")},
+                     "auc_oob": [r["models"][name].get("auc_oob", float("nan")) for r in done]} for name in apparent}
     return {"method": BOOTSTRAP_METHOD, "seed": int(seed), "replicates": int(replicates),
             "completed": len(done), "n": int(np.asarray(train_pos).size),
             "failed": [{"replicate": r["replicate"], "error": r["error"]} for r in results if "error" in r],

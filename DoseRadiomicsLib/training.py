@@ -1374,12 +1374,13 @@ def format_internal_validation(trained: TrainedModels) -> list:
     if boot:
         lines.append(f"bootstrap optimism correction ({boot['completed']} of {boot['replicates']} replicates, "
                      f"seed {boot['seed']}, training cohort n = {boot['n']}):")
-        lines.append(f"  {'model':10s} {'AUC app':>8s} {'corr':>6s} {'valid':>6s}   {'slope corr':>10s}   "
+        lines.append(f"  {'model':10s} {'AUC app':>8s} {'corr':>6s} {'.632+':>6s} {'valid':>6s}   {'slope corr':>10s}   "
                      f"{'Brier app':>9s} {'corr':>6s}")
         for name in MODEL_NAMES:
             sm = boot["summary"][name]
             val = trained.evaluation.get("validation", {}).get(name, {}).get("auc", float("nan"))
-            lines.append(f"  {name:10s} {sm['auc']['apparent']:8.3f} {sm['auc']['corrected']:6.3f} {val:6.3f}   "
+            lines.append(f"  {name:10s} {sm['auc']['apparent']:8.3f} {sm['auc']['corrected']:6.3f} "
+                         f"{sm['auc'].get('estimate_632plus', float('nan')):6.3f} {val:6.3f}   "
                          f"{sm['calibration_slope']['corrected']:10.3f}   {sm['brier']['apparent']:9.3f} "
                          f"{sm['brier']['corrected']:6.3f}")
     loco = iv.get("leave_one_centre_out")

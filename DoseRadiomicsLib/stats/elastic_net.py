@@ -23,6 +23,16 @@ Friedman, Hastie & Tibshirani (2010, J Stat Softw 33(1)):
   the active set's problem (smooth for fixed signs: one linear solve; a sign that would flip
   stops the step at 0 and leaves the set). Exactly duplicated features (common in pyradiomics)
   enter with the first of them only, as in glmnet's cyclic order;
+* the fast route, tried first at every lambda: Newton's method on the active set with its signs
+  fixed (the smooth problem the exact step above solves, here on the logistic loss itself),
+  warm-started from the previous lambda, a sign that would flip stopping the step at 0, then the
+  optimality check on all features adding every violator. For a fixed active set and signs the
+  minimiser is the same point either route reaches, so the numbers agree to the tolerance below
+  (measured on a bootstrap replicate's 33 paths: the objective within 5e-8 relative); it takes
+  a few small linear solves per lambda instead of IRLS rounds of coordinate passes (3-4.5x fewer
+  CPU-s per bootstrap replicate, ``benchmarks/bench_bootstrap.py``). When it cannot finish
+  (a singular active Gram matrix, e.g. exactly collinear features; no descent; signs that keep
+  cycling) the IRLS + coordinate-descent route above continues from where it stopped;
 * warm starts along the path and the sequential strong rule (Tibshirani et al. 2012) to screen
   features, with a vectorised check of the optimality (KKT) conditions on all features after
   each fit, so a wrongly screened feature is added and the fit repeated;
@@ -51,6 +61,8 @@ __all__ = ["lambda_max", "lambda_grid", "logistic_elastic_net_path", "binomial_d
 P_MIN = 1e-5
 #: glmnet's minimum number of lambdas fitted before the path may stop (mnlam)
 MIN_LAMBDAS_BEFORE_STOP = 5
+#: the fast route iterates to this fraction of the stopping tolerance (its last steps are cheap)
+TIGHT = 1e-3
 
 
 @contextlib.contextmanager
@@ -158,6 +170,7 @@ class _Fit:
         self.b0 = math.log(ybar / (1 - ybar))
         self.beta = np.zeros(self.p)
         self.null_dev = float(binomial_deviance(y, np.full(self.n, ybar)))
+        self.grad = self.ZT @ (y - ybar) / self.n  # the gradient at the current coefficients
         self.passes = 0
         self.max_passes = max_passes
         self.converged = True
@@ -197,14 +210,135 @@ class _Fit:
         (for the next lambda's strong rule).
         """
         l1, l2 = lam * self.alpha, lam * (1 - self.alpha)
-        while True:
+        grad = self._newton_active_set(lam, l1, l2)
+        if grad is not None:
+            self.grad = grad
+            return grad
+        while True:  # the general route (collinear active sets, cycling signs): IRLS + coordinate descent
             self._irls(lam, l1, l2, np.flatnonzero(strong | (self.beta != 0)))
             prob = logistic(self.eta(self.b0, self.beta))
             grad = self.ZT @ (self.y - prob) / self.n
             violators = (~strong) & (self.beta == 0) & (np.abs(grad) > l1 + self.tol * lam)
             if not violators.any() or not self.converged:
+                self.grad = grad
                 return grad
             strong = strong | violators
+
+    def _newton_active_set(self, lam, l1, l2):
+        """The fast route: Newton's method on the active set with its signs fixed, warm-started.
+
+        For fixed signs the objective is smooth on the active coefficients (and the intercept), so
+        Newton steps (the same capped weights as the IRLS loop, the exact gradient) converge
+        quadratically; a step that would flip a sign stops where the first coefficient reaches 0
+        and that coefficient leaves the set (as in :meth:`_active_set_step`); after convergence the
+        gradient over all features adds every zero coefficient that violates its optimality
+        condition, with the sign of its gradient. This replaces most IRLS rounds and coordinate
+        passes by a few small linear solves. Returns the gradient at a solution meeting the same
+        optimality conditions (``tol`` * lambda) on all features, or None (singular active
+        Gram matrix, e.g. exactly collinear features, no descent, or signs that keep cycling):
+        then the coefficients are a descent point to start the general route from.
+        """
+        n, y = self.n, self.y
+        slack = self.tol * lam
+        tight = TIGHT * slack  # iterate past the stopping tolerance: Newton's last steps are cheap
+        active = np.flatnonzero(self.beta)
+        signs = np.sign(self.beta[active])
+        b_a = self.beta[active].copy()
+        b0 = self.b0
+        A1 = self._design(active)  # [1 Z_A]
+        eta = A1 @ np.concatenate([[b0], b_a])
+        f = self._objective_eta(eta, b_a, lam)
+        stalled = False
+        for _ in range(60):
+            prob = logistic(eta)
+            r = y - prob
+            g = A1.T @ r / n
+            g[1:] -= l1 * signs
+            if l2:
+                g[1:] -= l2 * b_a
+            gmax = float(np.max(np.abs(g)))
+            if gmax <= tight or (stalled and gmax <= slack):
+                # solved on the active set: the optimality conditions of the zero coefficients, on
+                # all features; violators enter with the sign of their gradient
+                grad = self.ZT @ r / n
+                zero = np.ones(self.p, dtype=bool)
+                zero[active] = False
+                viol = np.flatnonzero(zero & (np.abs(grad) > l1 + slack))
+                if viol.size == 0:
+                    self.beta[:] = 0.0
+                    self.beta[active] = b_a
+                    self.b0 = b0
+                    return grad
+                active = np.concatenate([active, viol])
+                signs = np.concatenate([signs, np.sign(grad[viol])])
+                b_a = np.concatenate([b_a, np.zeros(viol.size)])
+                A1 = self._design(active)
+                stalled = False
+                continue
+            if stalled:
+                break  # no descent left short of the tolerance: the general route takes over
+            self.passes += 1
+            pc = np.clip(prob, P_MIN, 1 - P_MIN)
+            B = A1 * np.sqrt(pc * (1 - pc))[:, None]
+            H = B.T @ B / n  # numpy computes X'X as a symmetric rank-k update
+            if l2:
+                H[1:, 1:] += l2 * np.eye(active.size)
+            delta = _solve_or_none(H, g)
+            if delta is None:
+                break
+            new = b_a + delta[1:]
+            crossing = signs * new < 0
+            t, first = 1.0, None
+            if crossing.any():
+                stuck = crossing & (b_a == 0)
+                if stuck.any():
+                    # entered at 0 but the step would take them across: they leave together, no step
+                    keep = ~stuck
+                    active, signs, b_a = active[keep], signs[keep], b_a[keep]
+                    A1 = A1[:, np.concatenate([[True], keep])]
+                    continue
+                ratios = np.full(b_a.size, np.inf)
+                ratios[crossing] = b_a[crossing] / (b_a[crossing] - new[crossing])
+                first = int(np.argmin(ratios))
+                t = float(ratios[first])
+            # step control: the objective must fall (a Newton step on the logistic loss can overshoot)
+            dA = A1 @ delta
+            for _halving in range(30):
+                cand = b_a + t * delta[1:]
+                if first is not None:
+                    cand[first] = 0.0
+                eta_new = eta + t * dA
+                f_new = self._objective_eta(eta_new, cand, lam)
+                if f_new <= f + 1e-13 * abs(f):
+                    break
+                t *= 0.5
+                first = None  # a shortened step stops short of the first zero
+            else:
+                stalled = True
+                continue
+            if first is None and f - f_new <= 1e-13 * abs(f):
+                stalled = True  # as good as rounding allows: accepted if within the tolerance
+            b_a, b0, eta, f = cand, b0 + t * float(delta[0]), eta_new, f_new
+            if first is not None:
+                keep = np.arange(active.size) != first
+                active, signs, b_a = active[keep], signs[keep], b_a[keep]
+                A1 = A1[:, np.concatenate([[True], keep])]
+                eta = A1 @ np.concatenate([[b0], b_a])  # recomputed: no drift from the removed coordinate
+        # not solved here: hand the current (descended) point to the general route
+        self.beta[:] = 0.0
+        self.beta[active] = b_a
+        self.b0 = b0
+        return None
+
+    def _design(self, active):
+        A1 = np.empty((self.n, active.size + 1))
+        A1[:, 0] = 1.0
+        A1[:, 1:] = self.Z[:, active]
+        return A1
+
+    def _objective_eta(self, eta, b_a, lam):
+        nll = float(np.mean(np.logaddexp(0.0, eta) - self.y * eta))
+        return nll + lam * (self.alpha * float(np.abs(b_a).sum()) + 0.5 * (1 - self.alpha) * float(b_a @ b_a))
 
     def _irls(self, lam, l1, l2, idx):
         """Newton-type outer loop: quadratic approximation at the current fit, solved exactly."""

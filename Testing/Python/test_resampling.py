@@ -76,6 +76,42 @@ def test_optimism_is_the_mean_of_apparent_minus_test_over_the_recorded_replicate
     assert other["summary"] != out["summary"]
 
 
+def test_632plus_auc_from_the_out_of_bag_patients_by_hand():
+    """Efron & Tibshirani (1997) .632+ for the AUC, redone by hand on the toy pipeline: each replicate's
+    AUC on the training patients it did not draw (sklearn), their mean, the .632+ weight."""
+    # the formula on numbers one can check on paper: apparent 0.9, oob 0.7 -> R = 0.2 / 0.4 = 0.5,
+    # w = 0.632 / (1 - 0.184) = 0.774509..., estimate = 0.9 - w * 0.2
+    hand = resampling.auc_632plus(0.9, 0.7)
+    assert hand["relative_overfitting"] == pytest.approx(0.5)
+    assert hand["weight"] == pytest.approx(0.632 / 0.816)
+    assert hand["estimate"] == pytest.approx(0.9 - 0.2 * 0.632 / 0.816)
+    # no overfitting (oob >= apparent): the plain .632 weight; oob below chance counts as chance (R = 1, w = 1)
+    assert resampling.auc_632plus(0.8, 0.85)["estimate"] == pytest.approx(0.368 * 0.8 + 0.632 * 0.85)
+    assert resampling.auc_632plus(0.9, 0.4)["estimate"] == pytest.approx(0.5)
+    rng = np.random.default_rng(5)
+    n = 70
+    x = rng.normal(size=n)
+    y = (rng.random(n) < expit(x)).astype(int)
+    X, raw = pd.DataFrame({"x": x}), pd.DataFrame(index=range(n))
+    train_pos = np.arange(n)
+    apparent = {"toy": resampling.performance(y, toy_fit_score({"X": X}, train_pos, train_pos, 0)[1]["toy"])}
+    out = resampling.bootstrap_optimism(X, raw, y, train_pos, apparent, clinical_columns=[], options=None,
+                                        replicates=12, seed=4, fit_score=toy_fit_score)
+    oob_aucs = []
+    for child in np.random.SeedSequence(4).spawn(12):
+        draw = np.random.default_rng(child).integers(0, n, n)
+        oob = np.setdiff1d(np.arange(n), draw)
+        p = expit(2 * (x - x[draw].mean()) / x[draw].std())
+        oob_aucs.append(roc_auc_score(y[oob], p[oob]))
+    s = out["summary"]["toy"]["auc"]
+    assert out["replicate_values"]["toy"]["auc_oob"] == pytest.approx(oob_aucs, abs=1e-12)
+    assert s["oob_mean"] == pytest.approx(np.mean(oob_aucs)) and s["oob_replicates"] == 12
+    app, oob1 = s["apparent"], max(np.mean(oob_aucs), 0.5)
+    r = (app - oob1) / (app - 0.5) if oob1 < app else 0.0
+    w = 0.632 / (1 - 0.368 * r)
+    assert s["estimate_632plus"] == pytest.approx((1 - w) * app + w * oob1, rel=1e-12)
+
+
 @pytest.fixture(scope="module")
 def small():
     return synthetic_cohort(n=90, n_noise=4, seed=5)
