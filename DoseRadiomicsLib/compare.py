@@ -93,12 +93,14 @@ def _ids_with_features(table: pd.DataFrame) -> set:
 def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed: int = 0,
                      options: dict | None = None, fingerprints: dict | None = None,
                      ground_truth: pd.Series | None = None, workers: int = 1, progress=None,
-                     **train_kwargs) -> tuple:
+                     stability: dict | None = None, keep_unstable: bool = False, **train_kwargs) -> tuple:
     """Train the six models on each section's features with one split; ``(result dict, {label: TrainedModels})``.
 
     ``tables``: section label -> features table; ``manifest``: a :class:`manifest.Manifest`;
     ``options``/``fingerprints``: per label, the cohort's extraction options and fingerprint (None:
-    computed here). ``train_kwargs`` go to :func:`training.train_models` (default: no repeated
+    computed here). ``stability``: per label, the :class:`stability.Exclusion` of the section's
+    feature_stability.json (None or absent: no screen), applied as ``train`` applies it unless
+    ``keep_unstable``. ``train_kwargs`` go to :func:`training.train_models` (default: no repeated
     splits, no leave-one-centre-out: a comparison of sections, not an internal validation).
     """
     from .pipeline import ExtractionOptions
@@ -106,7 +108,7 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
     from .training import split_cohort, train_models
 
     say = progress or (lambda _m: None)
-    options, fingerprints = dict(options or {}), dict(fingerprints or {})
+    options, fingerprints, stability = dict(options or {}), dict(fingerprints or {}), dict(stability or {})
     df = manifest.df.copy()
     df.index = df.index.map(str)
     if "outcome" not in df.columns:
@@ -137,7 +139,8 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
         opts = options.get(label) or ExtractionOptions(section=label).to_dict()
         trained[label] = train_models(table, shared, seed=seed, extraction_options=opts,
                                       fingerprint=fingerprints.get(label) or "compute",
-                                      ground_truth=ground_truth, workers=workers, **train_kwargs)
+                                      ground_truth=ground_truth, workers=workers,
+                                      stability=stability.get(label), keep_unstable=keep_unstable, **train_kwargs)
         trained[label].settings["compare_seconds"] = round(time.perf_counter() - t0, 1)
 
     # validation patients scored by every section's every model (a non-finite score drops the patient)
@@ -169,6 +172,7 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
                        "n_compared": len(finite)},
         "left_out": {k: v for k, v in left_out.items() if v},
         "settings_hash": {s: trained[s].settings_hash for s in labels},
+        "stability_screen": {s: _screen_summary(trained[s]) for s in labels},
         "validation_auc": aucs,
         "delong": tests,
         "oracle_auc": {s: (trained[s].ground_truth or {}).get("oracle_auc") for s in labels}
@@ -176,6 +180,14 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
         "seconds": {s: trained[s].settings.get("compare_seconds") for s in labels},
     }
     return result, trained
+
+
+def _screen_summary(trained) -> dict:
+    """What the stability screen did to one section: applied or not, how many features it left out."""
+    screen = trained.cohort.get("stability_screen") or {}
+    return {"applied": bool(screen.get("applied")) and screen.get("source") is not None,
+            "excluded": len(screen.get("excluded") or []), "kept_unstable": len(screen.get("kept_unstable") or []),
+            "usable_features": trained.cohort.get("n_features_usable"), "note": screen.get("note")}
 
 
 def predictions_table(trained: dict) -> pd.DataFrame:
@@ -225,6 +237,10 @@ def render_compare_html(result: dict) -> str:
         f"<ul>{left}</ul>" if left else "",
         "<h2>Validation AUCs</h2>",
         "<p>AUC (DeLong 95% CI) in the validation cohort, and the number of inputs of the model.</p>", auc_table,
+        "<h2>Numerical-stability screen</h2>",
+        table(["Section", "Features left out", "Note"],
+              [[e(s), e(sc["excluded"]) if sc["applied"] else "none", e(sc.get("note") or "")]
+               for s, sc in (result.get("stability_screen") or {}).items()], numeric=(1,)),
     ]
     if oracle:
         parts.append("<p>Oracle AUC (true probabilities, synthetic cohort): "
@@ -258,6 +274,12 @@ def register_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the one 7:3 split and the LASSO folds (default 0)")
     p.add_argument("--ground-truth", help="ground_truth.csv of a synthetic cohort: also the oracle AUC")
     p.add_argument("--workers", type=int, default=1, help="processes for train's resampling (default 1)")
+    p.add_argument("--keep-unstable", action="store_true",
+                   help="keep the features each section's stability screen found numerically unstable (as "
+                        "train --keep-unstable); by default each section's feature_stability.json is applied")
+    p.add_argument("--max-unstable-share", type=float, default=None, metavar="SHARE",
+                   help="leave out a feature unstable in more than this share of the screened training "
+                        "patients (default 0.5, as train)")
     p.set_defaults(func=run)
 
 
@@ -265,18 +287,23 @@ def run(args) -> int:
     from .fileio import atomic_write_text, check_output_folder, ensure_folder
     from .manifest import read_manifest
     from .modelfile import save_model
-    from .training import format_auc_table, read_ground_truth
+    from .training import _find_stability, format_auc_table, read_ground_truth
 
     out = check_output_folder(args.out)
     sources = parse_feature_args(args.features)
     manifest = read_manifest(args.manifest)
-    tables, options, fingerprints = OrderedDict(), {}, {}
+    tables, options, fingerprints, stability = OrderedDict(), {}, {}, {}
     for label, path in sources.items():
         tables[label], options[label], fingerprints[label] = read_section_features(label, path)
+        csv = path / "features.csv" if path.is_dir() else path
+        # each section's own sidecar, by train's rule (feature_stability.json beside its features)
+        stability[label] = _find_stability(argparse.Namespace(features=str(csv), stability=None,
+                                                              max_unstable_share=args.max_unstable_share))
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
     result, trained = compare_sections(tables, manifest, seed=args.seed, options=options,
                                        fingerprints=fingerprints, ground_truth=truth, workers=args.workers,
-                                       progress=lambda m: print(m, file=sys.stderr, flush=True))
+                                       progress=lambda m: print(m, file=sys.stderr, flush=True),
+                                       stability=stability, keep_unstable=args.keep_unstable)
     ensure_folder(out / "models")
     for label, t in trained.items():
         format_auc_table(t)
@@ -293,6 +320,13 @@ def run(args) -> int:
     for t in result["delong"]:
         print(f"  {t['model']:10s} {t['section_a']} vs {t['section_b']}: {t['auc_a']:.3f} vs {t['auc_b']:.3f}, "
               f"p = {t['p']:.3g}")
+    for s, screen in result["stability_screen"].items():
+        if screen["applied"] or screen["kept_unstable"]:
+            print(f"stability screen, {s}: " + (f"{screen['excluded']} feature(s) left out, {screen['usable_features']} "
+                  "usable kept" if screen["applied"] and not screen["kept_unstable"]
+                  else f"{screen['kept_unstable']} unstable feature(s) kept (--keep-unstable)"))
+        else:
+            print(f"stability screen, {s}: no feature_stability.json beside the features, nothing left out")
     for s, ids in result["left_out"].items():
         print(f"note: {len(ids)} patient(s) with {s} features left out (not extracted in every section)")
     print(f"written: {out / 'compare.json'}, {out / 'compare.html'}, {out / 'predictions.csv'}, {out / 'models'}")

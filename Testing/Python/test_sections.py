@@ -285,3 +285,35 @@ def test_a_section_model_refuses_features_of_another_section(compared, tmp_path,
     own = tmp_path / "own.csv"
     pd.read_csv(folders["volume"] / "features.csv").iloc[:1].to_csv(own, index=False)
     assert main(["predict", "--model", str(out / "models" / "volume.json"), "--features", str(own)]) == 0
+
+
+def test_compare_applies_each_sections_stability_screen_as_train_does(tmp_path, capsys):
+    """compare reads feature_stability.json beside each section's features (stability.sidecar_text, as
+    cohort-extract writes it): the volume section's signal feature, unstable in every patient, is left out
+    of its models, and --keep-unstable brings it back."""
+    from DoseRadiomicsLib.cli import main
+    from DoseRadiomicsLib.modelfile import load_model
+    from DoseRadiomicsLib.stability import SIDECAR, sidecar_text
+    manifest, folders, _ = _cohort(tmp_path)
+    table = pd.read_csv(folders["volume"] / "features.csv")
+    columns = [c for c in table.columns if "__" in c]
+    signal = [c for c in columns if c.endswith("_F0")]
+    screens = [(p, {"unstable": {c: {"relative": 0.5} for c in signal}}) for p in table["patient_id"]]
+    (folders["volume"] / SIDECAR).write_text(sidecar_text(columns, screens))
+    features = [f"{s}={d}" for s, d in folders.items() if s != "largest:2"]
+    runs = {}
+    for name, extra in (("screened", []), ("kept", ["--keep-unstable"])):
+        out = tmp_path / name
+        assert main(["compare", "--features", *features, "--manifest", str(manifest), "--out", str(out),
+                     "--seed", "1", *extra]) == 0
+        runs[name] = (json.loads((out / "compare.json").read_text()), load_model(out / "models" / "volume.json"),
+                      capsys.readouterr().out)
+    result, model, printed = runs["screened"]
+    assert result["stability_screen"]["volume"]["applied"] and result["stability_screen"]["volume"]["excluded"] == 3
+    assert not result["stability_screen"]["largest"]["applied"]
+    assert "stability screen, volume: 3 feature(s) left out, 9 usable kept" in printed
+    used = {f for m in model["models"].values() for f in m["features"]}
+    assert not used & set(signal)
+    result, model, printed = runs["kept"]
+    assert result["stability_screen"]["volume"]["kept_unstable"] == 3
+    assert {f for m in model["models"].values() for f in m["features"]} & set(signal)
