@@ -109,6 +109,11 @@ def test_slab_features_equal_pyradiomics_on_the_slab_cut_by_numpy(synth_patient)
     assert result.record["roi_pixels"]["50Gy-heat"] == int((sitk.GetArrayFromImage(dose_slab) >= 50.0).sum())
     assert result.record["roi_pixels"]["GTV-heat"] == int(gtv[z].sum())
     assert result.features["diag__section_slices"] == 5 and result.features["diag__section_gtv_slices"] == 5
+    # the stability screen compared every feature of the section's ROIs (names carry the section's suffix;
+    # it once looked them up without it and screened none)
+    screen = result.record["stability"]
+    assert screen["n_features_screened"] == 3 * 1595
+    assert all(name in result.features for name in screen["unstable"])
 
 
 def _mask(shape, boxes):
