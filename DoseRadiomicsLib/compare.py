@@ -185,7 +185,8 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
 def _screen_summary(trained) -> dict:
     """What the stability screen did to one section: applied or not, how many features it left out."""
     screen = trained.cohort.get("stability_screen") or {}
-    return {"applied": bool(screen.get("applied")) and screen.get("source") is not None,
+    return {"sidecar": screen.get("source"),
+            "applied": bool(screen.get("applied")) and screen.get("source") is not None,
             "excluded": len(screen.get("excluded") or []), "kept_unstable": len(screen.get("kept_unstable") or []),
             "usable_features": trained.cohort.get("n_features_usable"), "note": screen.get("note")}
 
@@ -239,7 +240,7 @@ def render_compare_html(result: dict) -> str:
         "<p>AUC (DeLong 95% CI) in the validation cohort, and the number of inputs of the model.</p>", auc_table,
         "<h2>Numerical-stability screen</h2>",
         table(["Section", "Features left out", "Note"],
-              [[e(s), e(sc["excluded"]) if sc["applied"] else "none", e(sc.get("note") or "")]
+              [[e(s), e(sc["excluded"]) if sc.get("sidecar") else "none (no sidecar)", e(sc.get("note") or "")]
                for s, sc in (result.get("stability_screen") or {}).items()], numeric=(1,)),
     ]
     if oracle:
@@ -321,12 +322,13 @@ def run(args) -> int:
         print(f"  {t['model']:10s} {t['section_a']} vs {t['section_b']}: {t['auc_a']:.3f} vs {t['auc_b']:.3f}, "
               f"p = {t['p']:.3g}")
     for s, screen in result["stability_screen"].items():
-        if screen["applied"] or screen["kept_unstable"]:
-            print(f"stability screen, {s}: " + (f"{screen['excluded']} feature(s) left out, {screen['usable_features']} "
-                  "usable kept" if screen["applied"] and not screen["kept_unstable"]
-                  else f"{screen['kept_unstable']} unstable feature(s) kept (--keep-unstable)"))
-        else:
+        if screen["sidecar"] is None:
             print(f"stability screen, {s}: no feature_stability.json beside the features, nothing left out")
+        elif screen["kept_unstable"]:
+            print(f"stability screen, {s}: {screen['kept_unstable']} unstable feature(s) kept (--keep-unstable)")
+        else:
+            print(f"stability screen, {s}: {screen['excluded']} feature(s) left out, {screen['usable_features']} "
+                  "usable kept")
     for s, ids in result["left_out"].items():
         print(f"note: {len(ids)} patient(s) with {s} features left out (not extracted in every section)")
     print(f"written: {out / 'compare.json'}, {out / 'compare.html'}, {out / 'predictions.csv'}, {out / 'models'}")

@@ -316,9 +316,11 @@ def test_compare_applies_each_sections_stability_screen_as_train_does(tmp_path, 
     result, model, printed = runs["screened"]
     assert result["stability_screen"]["volume"]["applied"] and result["stability_screen"]["volume"]["excluded"] == 3
     assert not result["stability_screen"]["largest"]["applied"]
+    assert "stability screen, largest: no feature_stability.json beside the features" in printed
     assert "stability screen, volume: 3 feature(s) left out, 9 usable kept" in printed
     used = {f for m in model["models"].values() for f in m["features"]}
     assert not used & set(signal)
     result, model, printed = runs["kept"]
     assert result["stability_screen"]["volume"]["kept_unstable"] == 3
+    assert "stability screen, volume: 3 unstable feature(s) kept (--keep-unstable)" in printed
     assert {f for m in model["models"].values() for f in m["features"]} & set(signal)
