@@ -275,12 +275,10 @@ def register_cli(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the one 7:3 split and the LASSO folds (default 0)")
     p.add_argument("--ground-truth", help="ground_truth.csv of a synthetic cohort: also the oracle AUC")
     p.add_argument("--workers", type=int, default=1, help="processes for train's resampling (default 1)")
-    p.add_argument("--keep-unstable", action="store_true",
-                   help="keep the features each section's stability screen found numerically unstable (as "
-                        "train --keep-unstable); by default each section's feature_stability.json is applied")
-    p.add_argument("--max-unstable-share", type=float, default=None, metavar="SHARE",
-                   help="leave out a feature unstable in more than this share of the screened training "
-                        "patients (default 0.5, as train)")
+    from .training import add_stability_screen_arguments
+    add_stability_screen_arguments(p, "the features each section's stability screen found numerically unstable (as "
+                                      "train --keep-unstable); by default each section's feature_stability.json "
+                                      "is applied")
     p.set_defaults(func=run)
 
 

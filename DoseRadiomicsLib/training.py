@@ -1338,6 +1338,14 @@ def _find_extraction_record(features_path) -> tuple:
     return None, None
 
 
+def add_stability_screen_arguments(p, kept: str) -> None:
+    """--keep-unstable (``kept``: what it keeps) and --max-unstable-share, for train and compare."""
+    p.add_argument("--keep-unstable", action="store_true", help=f"keep {kept}")
+    p.add_argument("--max-unstable-share", type=float, default=None, metavar="SHARE",
+                   help="leave out a feature unstable in more than this share of the screened training "
+                        "patients (default 0.5)")
+
+
 def _find_stability(args):
     """The stability sidecar: ``--stability FILE``, else feature_stability.json beside the features."""
     from pathlib import Path
@@ -1506,12 +1514,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="processes for the bootstrap, the repeated splits and leave-one-centre-out (default 1; "
                         "results do not depend on it)")
-    p.add_argument("--keep-unstable", action="store_true",
-                   help="keep the features the stability screen found numerically unstable (the paper's exact "
-                        "feature set, for reproduction); by default they are left out and named in the report")
-    p.add_argument("--max-unstable-share", type=float, default=None, metavar="SHARE",
-                   help="leave out a feature unstable in more than this share of the screened training "
-                        "patients (default 0.5)")
+    add_stability_screen_arguments(p, "the features the stability screen found numerically unstable (the paper's "
+                                      "exact feature set, for reproduction); by default they are left out and named "
+                                      "in the report")
     p.add_argument("--stability", metavar="JSON", help="the stability sidecar (default: feature_stability.json "
                    "beside --features)")
     p.add_argument("--harmonise", choices=("none", "combat"), default="none",
