@@ -276,19 +276,7 @@ def generated_cases(root: Path, shared: Path) -> None:
     @_settings(40)
     @given(edits=tpc.model_edits())
     def models(edits):
-        content = json.loads(model.read_text())
-        for name, what, value in edits:
-            m = content["models"][name]
-            if what == "intercept":
-                m["intercept"] = value
-            elif what == "cutoff":
-                content["risk"]["cutoff"] = value
-            elif what == "drop-feature" and m["features"]:
-                for key in ("features", "coefficients", "min", "max", "sources"):
-                    if isinstance(m.get(key), list) and m[key]:
-                        m[key] = m[key][1:]
-            elif m.get(what):
-                m[what] = [value] * len(m[what])
+        content = tpc.apply_model_edits(json.loads(model.read_text()), edits)
         d = fresh("model")
         f = d / "model.json"
         try:

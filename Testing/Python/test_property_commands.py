@@ -300,11 +300,9 @@ def model_edits(draw):
              draw(st.sampled_from(NUMBERS))) for _ in range(draw(st.integers(1, 3)))]
 
 
-@_settings(40)
-@given(edits=model_edits())
-def test_generated_model_files_through_predict(edits, model_setup, tmp_path_factory, capsys):
-    d, model, base = model_setup
-    content = json.loads(model.read_text())
+def apply_model_edits(content: dict, edits) -> dict:
+    """A model file's content (parsed JSON) changed in place by drawn :func:`model_edits`; the corpus count
+    (Testing/BadInputs/run_all.py) uses it too."""
     for name, what, value in edits:
         m = content["models"][name]
         if what == "intercept":
@@ -317,6 +315,14 @@ def test_generated_model_files_through_predict(edits, model_setup, tmp_path_fact
                     m[key] = m[key][1:]
         elif m.get(what):
             m[what] = [value] * len(m[what])
+    return content
+
+
+@_settings(40)
+@given(edits=model_edits())
+def test_generated_model_files_through_predict(edits, model_setup, tmp_path_factory, capsys):
+    d, model, base = model_setup
+    content = apply_model_edits(json.loads(model.read_text()), edits)
     f = tmp_path_factory.mktemp("m") / "model.json"
     try:
         save_model(content, f)     # a right checksum: validation and prediction run to the end
