@@ -18,7 +18,6 @@ report's style) and each patient's probabilities per section ``OUT/predictions.c
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -186,7 +185,7 @@ def _screen_summary(trained) -> dict:
     """What the stability screen did to one section: applied or not, how many features it left out."""
     screen = trained.cohort.get("stability_screen") or {}
     return {"sidecar": screen.get("source"),
-            "applied": bool(screen.get("applied")) and screen.get("source") is not None,
+            "applied": bool(screen.get("applied")),
             "excluded": len(screen.get("excluded") or []), "kept_unstable": len(screen.get("kept_unstable") or []),
             "usable_features": trained.cohort.get("n_features_usable"), "note": screen.get("note")}
 
@@ -286,7 +285,7 @@ def run(args) -> int:
     from .fileio import atomic_write_text, check_output_folder, ensure_folder
     from .manifest import read_manifest
     from .modelfile import save_model
-    from .training import _find_stability, format_auc_table, read_ground_truth
+    from .training import find_stability, format_auc_table, read_ground_truth
 
     out = check_output_folder(args.out)
     sources = parse_feature_args(args.features)
@@ -294,10 +293,9 @@ def run(args) -> int:
     tables, options, fingerprints, stability = OrderedDict(), {}, {}, {}
     for label, path in sources.items():
         tables[label], options[label], fingerprints[label] = read_section_features(label, path)
-        csv = path / "features.csv" if path.is_dir() else path
         # each section's own sidecar, by train's rule (feature_stability.json beside its features)
-        stability[label] = _find_stability(argparse.Namespace(features=str(csv), stability=None,
-                                                              max_unstable_share=args.max_unstable_share))
+        stability[label] = find_stability(path / "features.csv" if path.is_dir() else path,
+                                          max_unstable_share=args.max_unstable_share)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
     result, trained = compare_sections(tables, manifest, seed=args.seed, options=options,
                                        fingerprints=fingerprints, ground_truth=truth, workers=args.workers,

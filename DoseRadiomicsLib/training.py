@@ -1346,16 +1346,15 @@ def add_stability_screen_arguments(p, kept: str) -> None:
                         "patients (default 0.5)")
 
 
-def _find_stability(args):
-    """The stability sidecar: ``--stability FILE``, else feature_stability.json beside the features."""
+def find_stability(features, given=None, max_unstable_share=None):
+    """The stability sidecar of a features.csv: ``given`` (--stability FILE), else feature_stability.json
+    beside ``features`` (None when there is none); for train and compare."""
     from pathlib import Path
     from .stability import MAX_UNSTABLE_SHARE, SIDECAR, read_sidecar
-    share = getattr(args, "max_unstable_share", None)
-    share = MAX_UNSTABLE_SHARE if share is None else share
+    share = MAX_UNSTABLE_SHARE if max_unstable_share is None else max_unstable_share
     if not 0 <= share <= 1:
         raise DataError(f"--max-unstable-share {share} is not a share", hint="give a number from 0 to 1, e.g. 0.5")
-    given = getattr(args, "stability", None)
-    path = Path(given) if given else Path(args.features).resolve().parent / SIDECAR
+    path = Path(given) if given else Path(features).resolve().parent / SIDECAR
     if not given and not path.is_file():
         return None
     return read_sidecar(path, share)
@@ -1422,7 +1421,8 @@ def run(args) -> int:
         screen = (read_robustness(args.robustness), args.min_icc, args.robustness)
     # The fingerprint of the installation that extracted the features (cohort.json), else this one's.
     options, fingerprint = _find_extraction_record(args.features)
-    stability = _find_stability(args)
+    stability = find_stability(args.features, getattr(args, "stability", None),
+                               getattr(args, "max_unstable_share", None))
     trained = train_models(features, manifest, seed=args.seed, lasso_rule=args.lasso_rule,
                            extraction_options=options, ground_truth=truth,
                            repeated_splits=getattr(args, "repeated_splits", REPEATED_SPLITS),
