@@ -19,10 +19,18 @@ The perturbations (``--perturbations``; ``NAME`` or ``NAME:PARAMETERS``):
   voxel along each axis, as another planning system would have placed it, then onto the CT as the
   extraction does.
 
+**Sections** (``cohort-extract --section``): on a ``largest:K`` slab or the ``volume`` the same
+perturbations act on every slice of it, in the slices' own plane (the plane of the cross-section for a
+slab, the image's k-planes for the volume): erosion and dilation with the in-plane cross only (a
+contour redrawn on each slice, not a 3D erosion, which would take whole end slices off a thin slab), the
+shift and the rotation the same for every slice (the rotation about the axis through the GTV's 3D
+centroid normal to the slices), the noise on every voxel; the dose perturbations on the RT dose as
+before, then cut as the extraction cuts it.
+
 The isodose ROIs (``<N>Gy-heat``) are rebuilt from the perturbed dose (and, with
 ``--isodose-touching-gtv``, the perturbed GTV); the GTV and GTV-heat ROIs follow the perturbed GTV.
 
-**The cross-section is not re-chosen**: every perturbation is applied to the slice the unperturbed
+**The cross-section is not re-chosen**: every perturbation is applied to the slice (or slab) the unperturbed
 extraction chose (its index is checked against the stored record), so an ICC measures the feature's
 sensitivity to the perturbation, not a jump to another slice (an eroded GTV can have its largest area
 elsewhere). The unperturbed values are the stored ones of ``--features-dir``; an ROI that a
@@ -140,33 +148,45 @@ def _rng(seed: int, patient_id: str, name: str) -> np.random.Generator:
 
 CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
+# Every slice operation below takes a 2D array (rows, columns) or a stack of slices (slices, rows,
+# columns) and acts on each slice in its own plane, the same way for every slice.
+
+
+def _in_plane(structure: np.ndarray, ndim: int) -> np.ndarray:
+    return structure if ndim == 2 else structure[None]
+
 
 def erode_mask(mask: np.ndarray) -> np.ndarray:
-    """One pixel off the contour of a 2D mask (4-connected)."""
+    """One pixel off the contour of a mask, on each slice (4-connected in-plane cross)."""
     from scipy import ndimage
-    return ndimage.binary_erosion(mask, structure=CROSS)
+    return ndimage.binary_erosion(mask, structure=_in_plane(CROSS, mask.ndim))
 
 
 def dilate_mask(mask: np.ndarray) -> np.ndarray:
-    """One pixel onto the contour of a 2D mask (4-connected)."""
+    """One pixel onto the contour of a mask, on each slice (4-connected in-plane cross)."""
     from scipy import ndimage
-    return ndimage.binary_dilation(mask, structure=CROSS)
+    return ndimage.binary_dilation(mask, structure=_in_plane(CROSS, mask.ndim))
 
 
 def shift_mask(mask: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """A 2D mask moved by ``dx`` columns and ``dy`` rows (pixels), linear resampling, kept where >= 0.5."""
+    """A mask moved by ``dx`` columns and ``dy`` rows (pixels) on each slice, linear resampling, kept
+    where >= 0.5."""
     from scipy import ndimage
-    moved = ndimage.shift(mask.astype(float), (dy, dx), order=1, mode="constant", cval=0.0)
+    shift = (dy, dx) if mask.ndim == 2 else (0.0, dy, dx)
+    moved = ndimage.shift(mask.astype(float), shift, order=1, mode="constant", cval=0.0)
     return moved >= 0.5 - 1e-9
 
 
 def rotate_array(arr: np.ndarray, degrees: float, centre_rc, spacing_rc, cval: float = 0.0) -> np.ndarray:
-    """``arr`` (rows, columns) rotated by ``degrees`` about ``centre_rc`` (row, column index), in mm.
+    """``arr`` (rows, columns) rotated by ``degrees`` about ``centre_rc`` (row, column index), in mm;
+    a stack (slices, rows, columns) slice by slice about the same centre.
 
     Output pixel o takes the input at c + R(-theta)(S o - c) (S: pixel spacing, c the centre in mm),
     interpolated linearly; the content turns by +theta from the row axis towards the column axis.
     """
     from scipy import ndimage
+    if np.ndim(arr) == 3:
+        return np.stack([rotate_array(a, degrees, centre_rc, spacing_rc, cval) for a in arr])
     t = math.radians(degrees)
     rot_t = np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])   # R(theta) transposed
     s = np.asarray(spacing_rc, float)
@@ -177,13 +197,13 @@ def rotate_array(arr: np.ndarray, degrees: float, centre_rc, spacing_rc, cval: f
                                     cval=cval)
 
 
-def _plane(img: sitk.Image) -> np.ndarray:
-    return sitk.GetArrayFromImage(img)[0]          # a one-slice image: [1, rows, columns]
+def _voxels(img: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(img)          # [slices, rows, columns]; one slice for --section largest
 
 
-def _one_slice(array2d: np.ndarray, like: sitk.Image) -> sitk.Image:
-    """A one-slice image of ``array2d`` with the geometry (and no metadata) of ``like``."""
-    out = sitk.GetImageFromArray(np.ascontiguousarray(array2d)[None, ...])
+def _like(array: np.ndarray, like: sitk.Image) -> sitk.Image:
+    """An image of ``array`` ([slices, rows, columns]) with the geometry (and no metadata) of ``like``."""
+    out = sitk.GetImageFromArray(np.ascontiguousarray(array))
     out.CopyInformation(like)
     return out
 
@@ -198,12 +218,13 @@ class PatientSlice:
     loaded: object            # pipeline.LoadedPatient (stored orientation)
     section: object           # crosssection.CrossSection, in the canonical orientation
     rois: object              # rois.SliceROIs of the unperturbed extraction
+    extent: object = None     # crosssection.SectionExtent of a largest:K or volume section, else None
 
 
 def prepare_patient(inputs, options, expected_section: int | None = None) -> PatientSlice:
     """Read and align the patient as the extraction does and rebuild its unperturbed ROIs."""
     from . import orientation as orient
-    from .crosssection import largest_cross_section
+    from .crosssection import largest_cross_section, section_extent
     from .pipeline import load_patient
     from .rois import make_rois
 
@@ -216,19 +237,21 @@ def prepare_patient(inputs, options, expected_section: int | None = None) -> Pat
             raise DataError(f"the largest cross-section is now slice {section.index}, the stored extraction "
                             f"used slice {expected_section}", patient=pid,
                             hint="rerun cohort-extract on this patient, then robustness")
+        spec = options.section_spec
+        extent = None if spec.is_single_slice else section_extent(gtv, section, spec, patient=pid)
         rois = make_rois(ct, dose_on_ct, gtv, section, isodose_gy=options.isodose_gy,
-                         isodose_touching_gtv=options.isodose_touching_gtv, patient=pid)
+                         isodose_touching_gtv=options.isodose_touching_gtv, patient=pid, extent=extent)
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
-    return PatientSlice(pid, loaded, section, rois)
+    return PatientSlice(pid, loaded, section, rois, extent)
 
 
 def _shifted_dose_slice(ps: PatientSlice, fraction: float, options) -> np.ndarray:
-    """The dose on the chosen CT slice after resampling the RT dose onto its own grid moved by
-    ``fraction`` of a voxel along each of its axes (zero where the moved grid leaves the old one)."""
+    """The dose on the chosen CT slice (or section) after resampling the RT dose onto its own grid moved
+    by ``fraction`` of a voxel along each of its axes (zero where the moved grid leaves the old one)."""
     from . import orientation as orient
     from .alignment import align_dose_to_ct
-    from .crosssection import extract_slice
+    from .crosssection import extract_extent, extract_slice
 
     dose = ps.loaded.dose
     img = dose.image
@@ -239,18 +262,21 @@ def _shifted_dose_slice(ps: PatientSlice, fraction: float, options) -> np.ndarra
     dose_on_ct, _ = align_dose_to_ct(ps.loaded.ct, replace(dose, image=moved), gtv=ps.loaded.gtv,
                                      transform=options.transform, register=options.register,
                                      patient=ps.patient_id)
-    return _plane(sitk.Cast(extract_slice(orient.to_canonical(dose_on_ct), ps.section), sitk.sitkFloat32))
+    dose_on_ct = orient.to_canonical(dose_on_ct)
+    cut = extract_slice(dose_on_ct, ps.section) if ps.extent is None else \
+        extract_extent(dose_on_ct, ps.extent, ps.patient_id)
+    return _voxels(sitk.Cast(cut, sitk.sitkFloat32))
 
 
 def perturbed_rois(ps: PatientSlice, perturbation: Perturbation, options, seed: int = 0):
     """The ROIs of ``ps``'s slice under ``perturbation`` (a :class:`rois.SliceROIs`)."""
-    from .crosssection import CrossSection
+    from .crosssection import CrossSection, section_extent
     from .rois import GTV, make_rois
 
     base = ps.rois
-    ct = _plane(base.ct)
-    dose = _plane(base.dose)
-    gtv = _plane(base.masks[GTV]) != 0
+    ct = _voxels(base.ct)
+    dose = _voxels(base.dose)
+    gtv = _voxels(base.masks[GTV]) != 0
     kind, prm = perturbation.kind, perturbation.params
     if kind == "erode":
         gtv = erode_mask(gtv)
@@ -260,7 +286,7 @@ def perturbed_rois(ps: PatientSlice, perturbation: Perturbation, options, seed: 
         gtv = shift_mask(gtv, prm[0], prm[1])
     elif kind == "rotate":
         sx, sy = base.ct.GetSpacing()[:2]
-        centre = np.argwhere(gtv).mean(axis=0)
+        centre = np.argwhere(gtv).mean(axis=0)[-2:]   # (row, column): the axis is normal to the slices
         ct = rotate_array(ct, prm[0], centre, (sy, sx), cval=float(ct.min())).astype(np.float32)
         dose = rotate_array(dose, prm[0], centre, (sy, sx), cval=0.0).astype(np.float32)
         gtv = rotate_array(gtv, prm[0], centre, (sy, sx)) >= 0.5 - 1e-9
@@ -274,11 +300,20 @@ def perturbed_rois(ps: PatientSlice, perturbation: Perturbation, options, seed: 
         dose = (dose.astype(np.float64) * prm[0]).astype(np.float32)
     elif kind == "dose-grid-shift":
         dose = _shifted_dose_slice(ps, prm[0], options)
-    one = CrossSection(axis=2, index=0, position_mm=ps.section.position_mm, area_mm2=ps.section.area_mm2)
-    try:   # the ROIs rebuilt by the extraction's own rules, on the one-slice images
-        rois = make_rois(_one_slice(ct, base.ct), _one_slice(dose, base.dose),
-                         _one_slice(gtv.astype(np.uint8), base.ct), one, isodose_gy=options.isodose_gy,
-                         isodose_touching_gtv=options.isodose_touching_gtv, patient=ps.patient_id)
+    images = _like(ct, base.ct), _like(dose, base.dose), _like(gtv.astype(np.uint8), base.ct)
+    try:   # the ROIs rebuilt by the extraction's own rules, on the images already cut
+        if ps.extent is None:
+            one = CrossSection(axis=2, index=0, position_mm=ps.section.position_mm, area_mm2=ps.section.area_mm2)
+            rois = make_rois(*images, one, isodose_gy=options.isodose_gy,
+                             isodose_touching_gtv=options.isodose_touching_gtv, patient=ps.patient_id)
+        else:   # the cut images are the whole section: an extent over all of them, of the same kind
+            centre = ps.section if ps.extent.spec == "volume" else \
+                CrossSection(axis=2, index=ps.extent.centre - ps.extent.first, position_mm=ps.section.position_mm,
+                             area_mm2=ps.section.area_mm2)
+            whole = section_extent(images[2], centre, ps.extent.spec, patient=ps.patient_id)
+            rois = make_rois(*images, centre, isodose_gy=options.isodose_gy,
+                             isodose_touching_gtv=options.isodose_touching_gtv, patient=ps.patient_id, extent=whole)
+            rois.extent = ps.extent
     except DoseRadiomicsError as exc:
         # its messages count slices in the one-slice image: name the patient's slice
         raise _under(exc, perturbation, ps, exc.problem.replace("slice 0", f"slice {ps.section.index}"))
@@ -296,8 +331,8 @@ def _changed_rois(base, rois) -> list:
     """The ROIs whose image or mask differs from the unperturbed ones (the others need no extraction)."""
     changed = []
     for name, mask in rois.masks.items():
-        if not (np.array_equal(_plane(mask), _plane(base.masks[name]))
-                and np.array_equal(_plane(rois.image_for(name)), _plane(base.image_for(name)))):
+        if not (np.array_equal(_voxels(mask), _voxels(base.masks[name]))
+                and np.array_equal(_voxels(rois.image_for(name)), _voxels(base.image_for(name)))):
             changed.append(name)
     return changed
 
@@ -319,13 +354,15 @@ def perturbed_features(ps: PatientSlice, perturbations, options, reference: dict
         values = dict(reference)
         if changed:
             sub = SliceROIs(section=rois.section, ct=rois.ct, dose=rois.dose,
-                            masks=OrderedDict((n, rois.masks[n]) for n in changed), isodose_gy=rois.isodose_gy)
+                            masks=OrderedDict((n, rois.masks[n]) for n in changed), isodose_gy=rois.isodose_gy,
+                            extent=rois.extent)
             try:
                 new = extract_rois(sub, options, patient=ps.patient_id)
             except DoseRadiomicsError as exc:
                 raise _under(exc, pert, ps)
+            named = {n + options.section_spec.roi_suffix for n in changed}   # GTV -> GTV_25D2 of a section
             for col in values:
-                if col.split(ROI_SEPARATOR, 1)[0] in changed:
+                if col.split(ROI_SEPARATOR, 1)[0] in named:
                     values[col] = new.get(col, float("nan"))
         out[pert.name] = values
     return out
@@ -379,7 +416,8 @@ def _robust_one(job: RobustnessJob, options, settings_hash: str, out_dir: str) -
         values = perturbed_features(ps, perts, options, reference, job.seed, roi_pixels=pixels)
         columns = list(reference)
         out = {"schema": PATIENT_SCHEMA, "patient_id": pid, "job_fingerprint": job.job_fingerprint,
-               "settings_hash": settings_hash, "section": ps.section.to_dict(), "rois": pixels,
+               "settings_hash": settings_hash, "section": ps.section.to_dict(),
+               "extent": None if ps.extent is None else ps.extent.to_dict(), "rois": pixels,
                "columns": _store_columns(out_dir, columns), "seconds": round(time.perf_counter() - t0, 3),
                "values": {name: [v[c] for c in columns] for name, v in values.items()}}
         atomic_write_text(patient_json_path(out_dir, pid), json.dumps(jsonable(out), separators=(",", ":")))
@@ -424,10 +462,6 @@ def _cohort_settings(features_dir: Path):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"cohort.json cannot be read ({exc})", path=path,
                          hint="rerun cohort-extract into this folder") from None
-    section = getattr(options, "section", None)
-    if section not in (None, "largest"):   # the perturbations work on one slice (2.5D/3D: not yet)
-        raise InputError(f"the cohort was extracted with --section {section}; robustness perturbs the largest "
-                         "cross-section only", path=path, hint="run it on a --section largest extraction")
     now = options_settings_hash(options)
     if now != stored:
         raise InputError(f"the cohort's parameter files changed since its extraction (settings hash {now}, "
@@ -618,6 +652,9 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
             "perturbations": [p.describe() for p in perts],
             "cross_section": "not re-chosen: every perturbation is applied to the slice the unperturbed "
                              "extraction chose (checked against its record)",
+            "section": {"spec": options.section,
+                        "perturbed": "the one slice" if options.section_spec.is_single_slice else
+                        "every slice of the section alike, in the slices' plane"},
             "icc": {"form": "ICC(3,1): two-way mixed, consistency, single rater (Shrout & Fleiss 1979; "
                             "McGraw & Wong 1996 ICC(C,1)); icc_a1: ICC(2,1)/ICC(A,1), absolute agreement",
                     "raters": ["unperturbed"] + names, "ci": "95 %, F-based (McGraw & Wong 1996)",

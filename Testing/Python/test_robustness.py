@@ -323,3 +323,96 @@ def test_a_local_dask_cluster_resumes_to_the_same_table(cohort, tmp_path):
     assert (r.n_done, r.n_skipped) == (1, 2)
     assert r.record["engine"] == {"kind": "dask", "scheduler": None, "local_cluster": 1}
     assert (out / "robustness.csv").read_bytes() == (d / "rob" / "robustness.csv").read_bytes()
+
+
+# ----------------------------------------------------------------------------- 2.5D and 3D sections
+
+def test_slice_operations_act_on_each_slice_of_a_stack_alike():
+    stack = np.stack([disc(41, r, (20.0, 19.0 + r / 4)) for r in (6.2, 12.3, 9.1)])
+    assert np.array_equal(rb.erode_mask(stack), np.stack([rb.erode_mask(s) for s in stack]))
+    assert np.array_equal(rb.dilate_mask(stack), np.stack([rb.dilate_mask(s) for s in stack]))
+    assert np.array_equal(rb.shift_mask(stack, 0.4, -0.3), np.stack([rb.shift_mask(s, 0.4, -0.3) for s in stack]))
+    turned = rb.rotate_array(stack.astype(float), 3.0, (20.0, 21.0), (0.9, 1.1))
+    assert np.array_equal(turned, np.stack([rb.rotate_array(s.astype(float), 3.0, (20.0, 21.0), (0.9, 1.1))
+                                            for s in stack]))
+    # a slab eroded slice by slice keeps its end slices (a 3D erosion would empty them)
+    assert all(rb.erode_mask(stack)[k].any() for k in range(3))
+
+
+def test_robustness_on_a_slab_section_perturbs_every_slice_and_matches_pyradiomics(openkbp, tmp_path):
+    from radiomics import featureextractor
+
+    from DoseRadiomicsLib.cohort import run_cohort
+    from DoseRadiomicsLib.pipeline import ExtractionOptions
+
+    (tmp_path / "ct.yaml").write_text(LIGHT % 25)
+    (tmp_path / "dose.yaml").write_text(LIGHT % 0.5)
+    pids = ("pt_1", "pt_10")
+    rows = ["patient_id,ct,dose,gtv,dose_unit"] + [
+        f"{p},{openkbp(p) / 'ct.nrrd'},{openkbp(p) / 'dose.nrrd'},{openkbp(p) / 'mask_PTV70.nrrd'},Gy" for p in pids]
+    (tmp_path / "manifest.csv").write_text("\n".join(rows) + "\n")
+    options = ExtractionOptions(ct_params=str(tmp_path / "ct.yaml"), dose_params=str(tmp_path / "dose.yaml"),
+                                section="largest:1", stability_screen=False)
+    run_cohort(tmp_path / "manifest.csv", tmp_path / "features", options, workers=1, progress=False)
+    perts = ("erode", "rotate:3", "dose-scale:1.01")
+    rb.run_robustness(tmp_path / "manifest.csv", tmp_path / "features", tmp_path / "rob", patients=list(pids),
+                      perturbations=perts, seed=7, progress=False)
+    table = pd.read_csv(tmp_path / "rob" / "robustness.csv")
+    features = pd.read_csv(tmp_path / "features" / "features.csv")
+    assert list(table["column"]) == [c for c in features.columns if "__" in c and not c.startswith("diag__")]
+    assert set(table["roi"]) == {"GTV_25D1", "GTV-heat_25D1", "50Gy-heat_25D1"}
+    assert table["icc"].notna().sum() > 0.9 * len(table)
+    record = json.loads((tmp_path / "rob" / "robustness.json").read_text())
+    assert record["section"]["spec"] == "largest:1" and "every slice" in record["section"]["perturbed"]
+
+    d = tmp_path / "rob"
+    doc = json.loads((d / "patients" / "pt_10.json").read_text())
+    columns = json.loads((d / "columns" / f"{doc['columns']}.json").read_text())
+    values = {n: dict(zip(columns, v)) for n, v in doc["values"].items()}
+    ref = rb._reference(tmp_path / "features", "pt_10")[1]
+    scaled = values["dose-scale:1.01"]
+    assert scaled["GTV-heat_25D1__original_firstorder_Maximum"] == pytest.approx(
+        1.01 * ref["GTV-heat_25D1__original_firstorder_Maximum"], rel=1e-6)
+    assert all(scaled[c] == ref[c] for c in scaled if c.startswith("GTV_25D1__") and ref[c] == ref[c])
+
+    # the eroded slab, rebuilt here from the stored inputs with scipy slice by slice, through pyradiomics
+    from scipy import ndimage
+    from DoseRadiomicsLib.manifest import read_manifest
+    inputs = {p.patient_id: p for p in read_manifest(tmp_path / "manifest.csv").patients()}["pt_10"]
+    ps = rb.prepare_patient(inputs, options, expected_section=doc["section"]["index"])
+    assert ps.extent is not None and ps.extent.n_slices == 3 and doc["extent"]["n_slices"] == 3
+    gtv = sitk.GetArrayFromImage(ps.rois.masks["GTV"]) != 0
+    eroded = np.stack([ndimage.binary_erosion(s, structure=rb.CROSS) for s in gtv])
+    assert 0 < eroded.sum() < gtv.sum() and all(eroded[k].any() for k in range(3) if gtv[k].sum() > 20)
+    mask = sitk.GetImageFromArray(eroded.astype(np.uint8))
+    mask.CopyInformation(ps.rois.ct)
+    direct = featureextractor.RadiomicsFeatureExtractor(str(tmp_path / "ct.yaml")).execute(ps.rois.ct, mask)
+    for name, value in direct.items():
+        if name.startswith("original_"):
+            assert values["erode"][f"GTV_25D1__{name}"] == pytest.approx(float(value), rel=1e-9, abs=1e-12), name
+    assert doc["rois"]["erode"]["pixels"]["GTV"] == int(eroded.sum())
+
+
+def test_volume_section_perturbations_act_on_the_whole_gtv(openkbp, tmp_path):
+    from scipy import ndimage
+
+    from DoseRadiomicsLib.manifest import read_manifest
+    from DoseRadiomicsLib.pipeline import ExtractionOptions
+
+    f = openkbp("pt_10")
+    (tmp_path / "m.csv").write_text("patient_id,ct,dose,gtv,dose_unit\n"
+                                    f"pt_10,{f / 'ct.nrrd'},{f / 'dose.nrrd'},{f / 'mask_PTV70.nrrd'},Gy\n")
+    inputs = read_manifest(tmp_path / "m.csv").patients()[0]
+    options = ExtractionOptions(section="volume", stability_screen=False)
+    ps = rb.prepare_patient(inputs, options)
+    gtv = sitk.GetArrayFromImage(ps.rois.masks["GTV"]) != 0
+    assert ps.extent.spec == "volume" and gtv.shape == sitk.GetArrayFromImage(ps.rois.ct).shape
+    assert (gtv.sum(axis=(1, 2)) > 0).sum() > 3                      # the GTV on several slices
+    eroded = rb.perturbed_rois(ps, rb.parse_perturbation("erode"), options)
+    by_slice = np.stack([ndimage.binary_erosion(s, structure=rb.CROSS) for s in gtv])
+    assert np.array_equal(sitk.GetArrayFromImage(eroded.masks["GTV"]) != 0, by_slice)
+    assert eroded.extent == ps.extent and rb._changed_rois(ps.rois, eroded) == ["GTV", "GTV-heat"]
+    scaled = rb.perturbed_rois(ps, rb.parse_perturbation("dose-scale:1.01"), options)
+    assert scaled.pixel_counts()["50Gy-heat"] > ps.rois.pixel_counts()["50Gy-heat"]
+    dose, dose_up = (sitk.GetArrayFromImage(r.dose).astype(float) for r in (ps.rois, scaled))
+    assert np.allclose(dose_up, 1.01 * dose, rtol=1e-6)
