@@ -17,10 +17,10 @@ import logging
 import statistics
 import time
 
+from _common import SHARED_DATA, load_note, publish, stamp   # first: it pins BLAS/OpenMP threads before numpy loads
 import numpy as np
 import SimpleITK as sitk
 
-from _common import SHARED_DATA, load_note, publish, stamp
 
 from DoseRadiomicsLib.crosssection import extract_slice, largest_cross_section
 from DoseRadiomicsLib.extraction import FeatureExtractor, parameter_file

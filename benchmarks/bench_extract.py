@@ -30,11 +30,11 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from _common import SHARED_DATA, load_note, publish, stamp, synth_cohort   # first: it pins BLAS/OpenMP threads before numpy loads
 import numpy as np
 import SimpleITK as sitk
 import yaml
 
-from _common import SHARED_DATA, load_note, publish, stamp, synth_cohort
 from DoseRadiomicsLib.extraction import FeatureExtractor
 from DoseRadiomicsLib.pipeline import ExtractionOptions, PatientInputs, extract_patient, extractors
 

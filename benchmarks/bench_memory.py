@@ -18,9 +18,9 @@ import subprocess
 import sys
 import textwrap
 
+from _common import REPO, WORKDIR, load_note, publish, stamp   # first: it pins BLAS/OpenMP threads before numpy loads
 import numpy as np
 
-from _common import REPO, WORKDIR, load_note, publish, stamp
 
 CT_SIZE = (512, 512, 200)          # x, y, z voxels
 CT_SPACING = (0.977, 0.977, 2.5)   # mm

@@ -18,10 +18,10 @@ import shutil
 import sys
 import time
 
+from _common import REPO, SHARED_DATA, WORKDIR, load_note, publish, stamp   # first: it pins BLAS/OpenMP threads before numpy loads
 import numpy as np
 import pandas as pd
 
-from _common import REPO, SHARED_DATA, WORKDIR, load_note, publish, stamp
 
 
 def thumbnails(folder, n=20) -> list:

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import WORKDIR, cpu_seconds, load_note, publish, stamp, synth_cohort
+from _common import WORKDIR, checkout_env, cpu_seconds, load_note, publish, stamp, synth_cohort
 
 
 def main() -> int:
@@ -43,7 +43,8 @@ def main() -> int:
         cohort = f"synthetic, {args.sample} patients (seed 2025)"
         if not (features / "cohort.json").is_file():
             subprocess.run([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest",
-                            str(manifest), "--out", str(features), "--workers", "2", "--quiet"], check=True)
+                            str(manifest), "--out", str(features), "--workers", "2", "--quiet"],
+                           check=True, env=checkout_env())
     out = Path(args.keep) if args.keep else WORKDIR / "robustness"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "DoseRadiomicsLib.cli", "robustness", "--manifest", str(manifest),
@@ -52,7 +53,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     cpu0 = cpu_seconds(children=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=checkout_env())
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(children=True) - cpu0
     record = json.loads((out / "robustness.json").read_text())
