@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from _common import RESULTS, WORKDIR, cpu_seconds, load_note, publish, stamp, synth_cohort
+from _common import RESULTS, WORKDIR, checkout_env, cpu_seconds, load_note, publish, stamp, synth_cohort
 
 
 def features_table(manifest, workers: int):
@@ -30,7 +30,8 @@ def features_table(manifest, workers: int):
     csv = out / "features.csv"
     if not csv.is_file():
         subprocess.run([sys.executable, "-m", "DoseRadiomicsLib.cli", "cohort-extract", "--manifest",
-                        str(manifest), "--out", str(out), "--workers", str(workers), "--quiet"], check=True)
+                        str(manifest), "--out", str(out), "--workers", str(workers), "--quiet"],
+                       check=True, env=checkout_env())
     return csv
 
 
@@ -45,7 +46,7 @@ def run_train(features, manifest, replicates: int, workers: int) -> dict:
     load_before = os.getloadavg()[0]
     cpu0 = cpu_seconds(children=True)
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=checkout_env())
     wall = time.perf_counter() - t0
     row = {"replicates": replicates, "workers": workers, "wall_s": wall,
            "cpu_s": cpu_seconds(children=True) - cpu0, "load_before": load_before,

@@ -17,7 +17,8 @@ import logging
 import statistics
 import time
 
-from _common import SHARED_DATA, load_note, publish, stamp   # first: it pins BLAS/OpenMP threads before numpy loads
+# _common first: it pins BLAS/OpenMP threads before numpy loads
+from _common import SHARED_DATA, load_note, publish, stamp
 import numpy as np
 import SimpleITK as sitk
 

@@ -30,7 +30,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from _common import SHARED_DATA, load_note, publish, stamp, synth_cohort   # first: it pins BLAS/OpenMP threads before numpy loads
+# _common first: it pins BLAS/OpenMP threads before numpy loads
+from _common import SHARED_DATA, load_note, publish, stamp, synth_cohort
 import numpy as np
 import SimpleITK as sitk
 import yaml

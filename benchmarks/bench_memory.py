@@ -18,7 +18,8 @@ import subprocess
 import sys
 import textwrap
 
-from _common import REPO, WORKDIR, load_note, publish, stamp   # first: it pins BLAS/OpenMP threads before numpy loads
+# _common first: it pins BLAS/OpenMP threads before numpy loads
+from _common import REPO, WORKDIR, checkout_env, load_note, publish, stamp
 import numpy as np
 
 
@@ -102,7 +103,8 @@ CHILD = textwrap.dedent("""
 def main() -> int:
     paths = write_patient(WORKDIR / "big_patient")
     code = CHILD.format(repo=str(REPO), **{k: str(v) for k, v in paths.items()})
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=checkout_env())
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["status"] == "done", res
     res["input_bytes"] = {k: v.stat().st_size for k, v in paths.items()}

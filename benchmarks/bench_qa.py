@@ -18,7 +18,8 @@ import shutil
 import sys
 import time
 
-from _common import REPO, SHARED_DATA, WORKDIR, load_note, publish, stamp   # first: it pins BLAS/OpenMP threads before numpy loads
+# _common first: it pins BLAS/OpenMP threads before numpy loads
+from _common import REPO, SHARED_DATA, WORKDIR, load_note, publish, stamp
 import numpy as np
 import pandas as pd
 
