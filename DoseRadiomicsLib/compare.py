@@ -39,19 +39,22 @@ def model_file_name(label: str) -> str:
     return "".join(MODEL_FILE_NAMES.get(ch, ch) for ch in label) + ".json"
 
 
-def parse_feature_args(items) -> "OrderedDict[str, Path]":
-    """``["largest=DIR1", "volume=DIR2"]`` -> {label: path}; each label a section name, once."""
+def parse_feature_args(items, option: str = "--features", what: str = "FOLDER",
+                       example: str = "largest=feat2d largest:2=feat25d volume=feat3d") -> "OrderedDict[str, Path]":
+    """``["largest=DIR1", "volume=DIR2"]`` -> {label: path}; each label a section name, once. At least two
+    for ``--features``; ``option``/``what``/``example`` name another such option in its errors."""
     from .crosssection import parse_section
     out: "OrderedDict[str, Path]" = OrderedDict()
     for item in items or ():
         label, sep, path = str(item).partition("=")
         if not sep or not label.strip() or not path.strip():
-            raise InputError(f"--features takes SECTION=FOLDER items, got {item!r}",
-                             hint="e.g. --features largest=feat2d largest:2=feat25d volume=feat3d")
+            raise InputError(f"{option} takes SECTION={what} items, got {item!r}", hint=f"e.g. {option} {example}")
         label = parse_section(label.strip()).text
         if label in out:
-            raise InputError(f"section {label} given twice in --features")
+            raise InputError(f"section {label} given twice in {option}")
         out[label] = Path(path.strip())
+    if option != "--features":
+        return out
     if len(out) < 2:
         raise InputError(f"compare needs the features of at least two sections, got {len(out)}",
                          hint="e.g. --features largest=feat2d volume=feat3d")
@@ -92,14 +95,16 @@ def _ids_with_features(table: pd.DataFrame) -> set:
 def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed: int = 0,
                      options: dict | None = None, fingerprints: dict | None = None,
                      ground_truth: pd.Series | None = None, workers: int = 1, progress=None,
-                     stability: dict | None = None, keep_unstable: bool = False, **train_kwargs) -> tuple:
+                     stability: dict | None = None, keep_unstable: bool = False, robustness: dict | None = None,
+                     **train_kwargs) -> tuple:
     """Train the six models on each section's features with one split; ``(result dict, {label: TrainedModels})``.
 
     ``tables``: section label -> features table; ``manifest``: a :class:`manifest.Manifest`;
     ``options``/``fingerprints``: per label, the cohort's extraction options and fingerprint (None:
     computed here). ``stability``: per label, the :class:`stability.Exclusion` of the section's
     feature_stability.json (None or absent: no screen), applied as ``train`` applies it unless
-    ``keep_unstable``. ``train_kwargs`` go to :func:`training.train_models` (default: no repeated
+    ``keep_unstable``. ``robustness``: per label, ``(robustness.csv table, min_icc or None, path)`` as
+    ``train --robustness/--min-icc`` takes it (absent: no ICC screen on that section). ``train_kwargs`` go to :func:`training.train_models` (default: no repeated
     splits, no leave-one-centre-out: a comparison of sections, not an internal validation).
     """
     from .pipeline import ExtractionOptions
@@ -108,6 +113,11 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
 
     say = progress or (lambda _m: None)
     options, fingerprints, stability = dict(options or {}), dict(fingerprints or {}), dict(stability or {})
+    robustness = dict(robustness or {})
+    unknown = [label for label in robustness if label not in tables]
+    if unknown:
+        raise InputError(f"--robustness given for section(s) {', '.join(unknown)}, which --features does not have",
+                         hint="give a robustness.csv per compared section, as SECTION=CSV")
     df = manifest.df.copy()
     df.index = df.index.map(str)
     if "outcome" not in df.columns:
@@ -139,7 +149,8 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
         trained[label] = train_models(table, shared, seed=seed, extraction_options=opts,
                                       fingerprint=fingerprints.get(label) or "compute",
                                       ground_truth=ground_truth, workers=workers,
-                                      stability=stability.get(label), keep_unstable=keep_unstable, **train_kwargs)
+                                      stability=stability.get(label), keep_unstable=keep_unstable,
+                                      robustness=robustness.get(label), **train_kwargs)
         trained[label].settings["compare_seconds"] = round(time.perf_counter() - t0, 1)
 
     # validation patients scored by every section's every model (a non-finite score drops the patient)
@@ -172,6 +183,7 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
         "left_out": {k: v for k, v in left_out.items() if v},
         "settings_hash": {s: trained[s].settings_hash for s in labels},
         "stability_screen": {s: _screen_summary(trained[s]) for s in labels},
+        "robustness_screen": {s: _icc_summary(trained[s]) for s in labels},
         "validation_auc": aucs,
         "delong": tests,
         "oracle_auc": {s: (trained[s].ground_truth or {}).get("oracle_auc") for s in labels}
@@ -188,6 +200,14 @@ def _screen_summary(trained) -> dict:
             "applied": bool(screen.get("applied")),
             "excluded": len(screen.get("excluded") or []), "kept_unstable": len(screen.get("kept_unstable") or []),
             "usable_features": trained.cohort.get("n_features_usable"), "note": screen.get("note")}
+
+
+def _icc_summary(trained) -> dict:
+    """What the ICC screen did to one section: its file and threshold, how many features it removed."""
+    r = trained.robustness or {}
+    return {"file": r.get("file"), "min_icc": r.get("min_icc"), "icc_form": r.get("icc_form"),
+            "removed": r.get("n_removed", 0) if r.get("min_icc") is not None else 0,
+            "features": r.get("n_features")}
 
 
 def predictions_table(trained: dict) -> pd.DataFrame:
@@ -241,6 +261,12 @@ def render_compare_html(result: dict) -> str:
         table(["Section", "Features left out", "Note"],
               [[e(s), e(sc["excluded"]) if sc.get("sidecar") else "none (no sidecar)", e(sc.get("note") or "")]
                for s, sc in (result.get("stability_screen") or {}).items()], numeric=(1,)),
+        "<h2>Robustness (ICC) screen</h2>",
+        table(["Section", "Robustness file", "Features removed"],
+              [[e(s), e(r["file"]) if r.get("file") else "none",
+                f"{e(r['removed'])} of {e(r['features'])} ({e(r['icc_form'])} below {e(r['min_icc'])})"
+                if r.get("min_icc") is not None else ("ICCs reported, no screen" if r.get("file") else "no screen")]
+               for s, r in (result.get("robustness_screen") or {}).items()], numeric=(2,)),
     ]
     if oracle:
         parts.append("<p>Oracle AUC (true probabilities, synthetic cohort): "
@@ -278,6 +304,11 @@ def register_cli(subparsers) -> None:
     add_stability_screen_arguments(p, "the features each section's stability screen found numerically unstable (as "
                                       "train --keep-unstable); by default each section's feature_stability.json "
                                       "is applied")
+    p.add_argument("--robustness", nargs="+", metavar="SECTION=CSV",
+                   help="each section's robustness.csv (doseradiomics robustness on that section's cohort-extract "
+                        "folder), e.g. largest=rob2d/robustness.csv; a section without one gets no ICC screen")
+    p.add_argument("--min-icc", type=float, metavar="ICC",
+                   help="with --robustness: keep only features whose ICC(3,1) is at least this (as train --min-icc)")
     p.set_defaults(func=run)
 
 
@@ -297,10 +328,18 @@ def run(args) -> int:
         stability[label] = find_stability(path / "features.csv" if path.is_dir() else path,
                                           max_unstable_share=args.max_unstable_share)
     truth = read_ground_truth(args.ground_truth) if args.ground_truth else None
+    if args.min_icc is not None and not args.robustness:
+        raise DataError("--min-icc needs --robustness SECTION=CSV (each section's robustness.csv)")
+    screens = OrderedDict()
+    if args.robustness:
+        from .robustness import read_robustness
+        for label, csv in parse_feature_args(args.robustness, "--robustness", "CSV",
+                                             "largest=rob2d/robustness.csv volume=rob3d/robustness.csv").items():
+            screens[label] = (read_robustness(csv), args.min_icc, csv)
     result, trained = compare_sections(tables, manifest, seed=args.seed, options=options,
                                        fingerprints=fingerprints, ground_truth=truth, workers=args.workers,
                                        progress=lambda m: print(m, file=sys.stderr, flush=True),
-                                       stability=stability, keep_unstable=args.keep_unstable)
+                                       stability=stability, keep_unstable=args.keep_unstable, robustness=screens)
     ensure_folder(out / "models")
     for label, t in trained.items():
         format_auc_table(t)
@@ -325,6 +364,10 @@ def run(args) -> int:
         else:
             print(f"stability screen, {s}: {screen['excluded']} feature(s) left out, {screen['usable_features']} "
                   "usable kept")
+    for s, r in result["robustness_screen"].items():
+        if r["min_icc"] is not None:
+            print(f"robustness screen, {s}: {r['removed']} of {r['features']} feature(s) removed "
+                  f"({r['icc_form']} below {r['min_icc']})")
     for s, ids in result["left_out"].items():
         print(f"note: {len(ids)} patient(s) with {s} features left out (not extracted in every section)")
     print(f"written: {out / 'compare.json'}, {out / 'compare.html'}, {out / 'predictions.csv'}, {out / 'models'}")

@@ -324,3 +324,43 @@ def test_compare_applies_each_sections_stability_screen_as_train_does(tmp_path, 
     assert result["stability_screen"]["volume"]["kept_unstable"] == 3
     assert "stability screen, volume: 3 unstable feature(s) kept (--keep-unstable)" in printed
     assert {f for m in model["models"].values() for f in m["features"]} & set(signal)
+
+
+def test_compare_screens_each_section_by_its_own_robustness_file(tmp_path, capsys):
+    """compare --robustness SECTION=CSV --min-icc: the volume section's signal features, given ICC 0.5 in
+    its robustness file, leave its models; the largest section, without a file, keeps its features; the
+    same file under --min-icc 0.4 removes nothing. Errors name the option."""
+    from DoseRadiomicsLib.cli import main
+    from DoseRadiomicsLib.modelfile import load_model
+    from DoseRadiomicsLib.robustness import CSV_COLUMNS
+    manifest, folders, _ = _cohort(tmp_path)
+    table = pd.read_csv(folders["volume"] / "features.csv")
+    columns = [c for c in table.columns if "__" in c]
+    signal = [c for c in columns if c.endswith("_F0")]
+    rob = pd.DataFrame({"column": columns, "roi": [c.split("__")[0] for c in columns],
+                        "feature": [c.split("__")[1] for c in columns],
+                        "icc": [0.5 if c in signal else 0.95 for c in columns], "ci_low": 0.0, "ci_high": 1.0,
+                        "icc_form": "ICC(3,1)", "icc_a1": np.nan, "icc_a1_ci_low": np.nan, "icc_a1_ci_high": np.nan,
+                        "n_patients": 20, "n_perturbations": 10, "settings_hash": table["settings_hash"].iloc[0]})
+    rob[CSV_COLUMNS].to_csv(tmp_path / "rob3d.csv", index=False)
+    features = [f"{s}={d}" for s, d in folders.items() if s != "largest:2"]
+    base = ["compare", "--features", *features, "--manifest", str(manifest), "--seed", "1",
+            "--robustness", f"volume={tmp_path / 'rob3d.csv'}"]
+    runs = {}
+    for name, icc in (("screened", "0.75"), ("lenient", "0.4")):
+        out = tmp_path / name
+        assert main(base + ["--out", str(out), "--min-icc", icc]) == 0
+        runs[name] = (json.loads((out / "compare.json").read_text()), load_model(out / "models" / "volume.json"),
+                      capsys.readouterr().out)
+    result, model, printed = runs["screened"]
+    assert result["robustness_screen"]["volume"]["removed"] == 3 and result["robustness_screen"]["largest"]["removed"] == 0
+    assert "robustness screen, volume: 3 of 12 feature(s) removed (ICC(3,1) below 0.75)" in printed
+    assert not {f for m in model["models"].values() for f in m["features"]} & set(signal)
+    assert "Robustness (ICC) screen" in (tmp_path / "screened" / "compare.html").read_text()
+    result, model, _ = runs["lenient"]
+    assert result["robustness_screen"]["volume"]["removed"] == 0
+    assert {f for m in model["models"].values() for f in m["features"]} & set(signal)
+    assert main(base[:-2] + ["--out", str(tmp_path / "x"), "--min-icc", "0.75"]) == 1
+    assert "--min-icc needs --robustness SECTION=CSV" in capsys.readouterr().err
+    assert main(base[:-1] + [f"largest:2={tmp_path / 'rob3d.csv'}", "--out", str(tmp_path / "y")]) == 1
+    assert "--robustness given for section(s) largest:2, which --features does not have" in capsys.readouterr().err
