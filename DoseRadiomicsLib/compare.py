@@ -118,6 +118,11 @@ def compare_sections(tables: "OrderedDict[str, pd.DataFrame]", manifest, *, seed
     if unknown:
         raise InputError(f"--robustness given for section(s) {', '.join(unknown)}, which --features does not have",
                          hint="give a robustness.csv per compared section, as SECTION=CSV")
+    for label, (rob_table, min_icc, path) in robustness.items():   # refused before any section trains
+        from .pipeline import feature_columns
+        from .robustness import icc_screen
+        hashes = tables[label]["settings_hash"].dropna().unique() if "settings_hash" in tables[label] else []
+        icc_screen(feature_columns(tables[label]), hashes[0] if len(hashes) else None, rob_table, min_icc, path)
     df = manifest.df.copy()
     df.index = df.index.map(str)
     if "outcome" not in df.columns:

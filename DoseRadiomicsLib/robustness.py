@@ -301,23 +301,25 @@ def perturbed_rois(ps: PatientSlice, perturbation: Perturbation, options, seed: 
     elif kind == "dose-grid-shift":
         dose = _shifted_dose_slice(ps, prm[0], options)
     images = _like(ct, base.ct), _like(dose, base.dose), _like(gtv.astype(np.uint8), base.ct)
+    if ps.extent is None:
+        at = CrossSection(axis=2, index=0, position_mm=ps.section.position_mm, area_mm2=ps.section.area_mm2)
+        whole = None
+        # make_rois' messages count slices in the one-slice image: name the patient's slice
+        renamed = ("slice 0", f"slice {ps.section.index}")
+    else:   # the cut images are the whole section: an extent over all of them, of the same kind
+        at = ps.section if ps.extent.spec == "volume" else \
+            CrossSection(axis=2, index=ps.extent.centre - ps.extent.first, position_mm=ps.section.position_mm,
+                         area_mm2=ps.section.area_mm2)
+        whole = section_extent(images[2], at, ps.extent.spec, patient=ps.patient_id)
+        renamed = (f"slices {whole.first}-{whole.last}", f"slices {ps.extent.first}-{ps.extent.last}")
     try:   # the ROIs rebuilt by the extraction's own rules, on the images already cut
-        if ps.extent is None:
-            one = CrossSection(axis=2, index=0, position_mm=ps.section.position_mm, area_mm2=ps.section.area_mm2)
-            rois = make_rois(*images, one, isodose_gy=options.isodose_gy,
-                             isodose_touching_gtv=options.isodose_touching_gtv, patient=ps.patient_id)
-        else:   # the cut images are the whole section: an extent over all of them, of the same kind
-            centre = ps.section if ps.extent.spec == "volume" else \
-                CrossSection(axis=2, index=ps.extent.centre - ps.extent.first, position_mm=ps.section.position_mm,
-                             area_mm2=ps.section.area_mm2)
-            whole = section_extent(images[2], centre, ps.extent.spec, patient=ps.patient_id)
-            rois = make_rois(*images, centre, isodose_gy=options.isodose_gy,
-                             isodose_touching_gtv=options.isodose_touching_gtv, patient=ps.patient_id, extent=whole)
-            rois.extent = ps.extent
+        rois = make_rois(*images, at, isodose_gy=options.isodose_gy, isodose_touching_gtv=options.isodose_touching_gtv,
+                         patient=ps.patient_id, extent=whole)
     except DoseRadiomicsError as exc:
-        # its messages count slices in the one-slice image: name the patient's slice
-        raise _under(exc, perturbation, ps, exc.problem.replace("slice 0", f"slice {ps.section.index}"))
+        raise _under(exc, perturbation, ps, exc.problem.replace(*renamed))
     rois.section = ps.section
+    if ps.extent is not None:
+        rois.extent = ps.extent
     return rois
 
 
@@ -650,11 +652,14 @@ def run_robustness(manifest_path, features_dir, out_dir, *, sample: int | None =
             "sample": {"patients": ids, "completed": done, "failed": [p for p in ids if p in failures], **how},
             "seed": int(seed), "noise_seed": "numpy default_rng([seed, sha256(patient_id NUL perturbation)[:8]])",
             "perturbations": [p.describe() for p in perts],
-            "cross_section": "not re-chosen: every perturbation is applied to the slice the unperturbed "
-                             "extraction chose (checked against its record)",
+            "cross_section": "not re-chosen: every perturbation is applied to the slice (or the slab centred on "
+                             "it, or the volume) the unperturbed extraction chose (checked against its record)",
             "section": {"spec": options.section,
                         "perturbed": "the one slice" if options.section_spec.is_single_slice else
-                        "every slice of the section alike, in the slices' plane"},
+                        "every slice of the slab alike, in the cross-section's plane"
+                        if options.section_spec.kind == "largest" else
+                        "every slice of the volume alike, in the image's k-planes (axial in the canonical "
+                        "orientation, whatever --axis)"},
             "icc": {"form": "ICC(3,1): two-way mixed, consistency, single rater (Shrout & Fleiss 1979; "
                             "McGraw & Wong 1996 ICC(C,1)); icc_a1: ICC(2,1)/ICC(A,1), absolute agreement",
                     "raters": ["unperturbed"] + names, "ci": "95 %, F-based (McGraw & Wong 1996)",
@@ -747,10 +752,11 @@ def register_cli(sub) -> None:
         description="For a sample of a cohort already through cohort-extract, re-extracts each patient under "
                     "perturbations (GTV erosion/dilation by one pixel, sub-pixel GTV shifts, in-plane rotation, "
                     "CT noise, dose scaled and resampled on a shifted dose grid) on the slice the extraction "
-                    "chose, and writes OUT/robustness.csv: per feature the ICC(3,1) (two-way mixed, "
-                    "consistency, single rater) with its 95% CI across the unperturbed and perturbed values, "
-                    "and ICC(2,1) (absolute agreement); OUT/robustness.json records the sample, seeds, "
-                    "perturbations and settings hash. Parallel and resumable like cohort-extract.",
+                    "chose (every slice of a largest:K slab or of the volume alike), and writes "
+                    "OUT/robustness.csv: per feature the ICC(3,1) (two-way mixed, consistency, single rater) "
+                    "with its 95% CI across the unperturbed and perturbed values, and ICC(2,1) (absolute "
+                    "agreement); OUT/robustness.json records the sample, seeds, perturbations and settings hash. "
+                    "Parallel and resumable like cohort-extract.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--manifest", required=True, help="the cohort manifest cohort-extract ran on")
     p.add_argument("--features-dir", required=True, help="the --out folder of that cohort-extract")

@@ -42,6 +42,17 @@ def test_common_comes_before_any_numerical_import(script):
 def test_child_processes_of_the_command_get_the_checkouts_path(script):
     tree = ast.parse(script.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("run", "Popen", "check_output"):
-            assert any(k.arg == "env" for k in node.keywords), \
-                f"{script.name} line {node.lineno}: a child process without env=checkout_env()"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and getattr(node.func.value, "id", "") == "subprocess" \
+                and node.func.attr in ("run", "Popen", "call", "check_call", "check_output"):
+            env = [k.value for k in node.keywords if k.arg == "env"]
+            # env=checkout_env(...), or a variable the script set from it
+            made = env and (isinstance(env[0], ast.Call) and getattr(env[0].func, "id", "") == "checkout_env"
+                            or isinstance(env[0], ast.Name) and _assigned_from_checkout_env(tree, env[0].id))
+            assert made, f"{script.name} line {node.lineno}: a child process without env=checkout_env()"
+
+
+def _assigned_from_checkout_env(tree, name: str) -> bool:
+    return any(isinstance(n, ast.Assign) and any(getattr(t, "id", "") == name for t in n.targets)
+               and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", "") == "checkout_env"
+               for n in ast.walk(tree))

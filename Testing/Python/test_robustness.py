@@ -332,9 +332,6 @@ def test_slice_operations_act_on_each_slice_of_a_stack_alike():
     assert np.array_equal(rb.erode_mask(stack), np.stack([rb.erode_mask(s) for s in stack]))
     assert np.array_equal(rb.dilate_mask(stack), np.stack([rb.dilate_mask(s) for s in stack]))
     assert np.array_equal(rb.shift_mask(stack, 0.4, -0.3), np.stack([rb.shift_mask(s, 0.4, -0.3) for s in stack]))
-    turned = rb.rotate_array(stack.astype(float), 3.0, (20.0, 21.0), (0.9, 1.1))
-    assert np.array_equal(turned, np.stack([rb.rotate_array(s.astype(float), 3.0, (20.0, 21.0), (0.9, 1.1))
-                                            for s in stack]))
     # a slab eroded slice by slice keeps its end slices (a 3D erosion would empty them)
     assert all(rb.erode_mask(stack)[k].any() for k in range(3))
 
@@ -416,3 +413,56 @@ def test_volume_section_perturbations_act_on_the_whole_gtv(openkbp, tmp_path):
     assert scaled.pixel_counts()["50Gy-heat"] > ps.rois.pixel_counts()["50Gy-heat"]
     dose, dose_up = (sitk.GetArrayFromImage(r.dose).astype(float) for r in (ps.rois, scaled))
     assert np.allclose(dose_up, 1.01 * dose, rtol=1e-6)
+
+
+def _slab_patient(radii=(3.2, 6.0, 9.5, 7.0, 2.0), first=3, n=10):
+    """A PatientSlice of a synthetic 10-slice CT (int16), dose and a GTV of discs whose centres move from
+    slice to slice (so the slab's centroid is not any slice's), cut as --section largest:1 cuts it."""
+    from scipy import ndimage
+
+    from DoseRadiomicsLib.crosssection import largest_cross_section, section_extent
+    from DoseRadiomicsLib.rois import make_rois
+
+    rng = np.random.default_rng(4)
+    ct = sitk.GetImageFromArray((40 + 30 * ndimage.gaussian_filter(rng.normal(size=(n, 48, 48)), 2)).astype(np.int16))
+    ct.SetSpacing((0.9, 1.2, 2.5))
+    zz, yy, xx = np.mgrid[:n, :48, :48]
+    dose = sitk.GetImageFromArray((62.0 - 0.4 * np.hypot(yy - 24, xx - 24)).astype(np.float32))
+    gtv_arr = np.zeros((n, 48, 48), np.uint8)
+    for k, r in enumerate(radii):
+        gtv_arr[first + k] = disc(48, r, (22.0 + k, 20.0 + 1.5 * k))
+    gtv = sitk.GetImageFromArray(gtv_arr)
+    for img in (dose, gtv):
+        img.CopyInformation(ct)
+    section = largest_cross_section(gtv)
+    extent = section_extent(gtv, section, "largest:1")
+    rois = make_rois(ct, dose, gtv, section, isodose_gy=(55.0,), extent=extent)
+    return rb.PatientSlice("slab1", None, section, rois, extent)
+
+
+def test_a_slab_rotates_about_its_own_centroid_and_failures_name_its_slices():
+    from DoseRadiomicsLib.errors import ROIError
+    from DoseRadiomicsLib.pipeline import ExtractionOptions
+
+    options = ExtractionOptions(isodose_gy=(55.0,), section="largest:1")
+    ps = _slab_patient()
+    assert (ps.extent.first, ps.extent.last) == (4, 6)
+    gtv = sitk.GetArrayFromImage(ps.rois.masks["GTV"]) != 0
+    ct = sitk.GetArrayFromImage(ps.rois.ct).astype(float)
+    turned = rb.perturbed_rois(ps, rb.parse_perturbation("rotate:5"), options)
+    # by hand: every slice about the slab GTV's centroid (row, column), in mm with 1.2 x 0.9 mm pixels
+    centre = np.argwhere(gtv).mean(axis=0)[1:]
+    per_slice_centres = [np.argwhere(g).mean(axis=0) for g in gtv]
+    assert np.abs(per_slice_centres[0] - centre).max() > 1   # the test can tell the two rules apart
+    expect_gtv = np.stack([rb.rotate_array(g.astype(float), 5.0, centre, (1.2, 0.9)) >= 0.5 - 1e-9 for g in gtv])
+    expect_ct = np.stack([rb.rotate_array(c, 5.0, centre, (1.2, 0.9), cval=ct.min()) for c in ct])
+    assert np.array_equal(sitk.GetArrayFromImage(turned.masks["GTV"]) != 0, expect_gtv)
+    assert np.array_equal(sitk.GetArrayFromImage(turned.ct), expect_ct.astype(np.float32))
+    assert turned.extent == ps.extent and turned.section == ps.section
+    # a perturbation that leaves an ROI too small: the message names the patient's slab slices
+    tiny = _slab_patient(radii=(1.0, 1.0, 1.5, 1.0, 1.0))
+    with pytest.raises(ROIError) as err:
+        rb.perturbed_rois(tiny, rb.parse_perturbation("erode"), options)
+    text = str(err.value)
+    assert "under perturbation erode" in text and f"slices {tiny.extent.first}-{tiny.extent.last}" in text, text
+    assert "slices 0-" not in text

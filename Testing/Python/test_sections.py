@@ -364,3 +364,8 @@ def test_compare_screens_each_section_by_its_own_robustness_file(tmp_path, capsy
     assert "--min-icc needs --robustness SECTION=CSV" in capsys.readouterr().err
     assert main(base[:-1] + [f"largest:2={tmp_path / 'rob3d.csv'}", "--out", str(tmp_path / "y")]) == 1
     assert "--robustness given for section(s) largest:2, which --features does not have" in capsys.readouterr().err
+    # a robustness file of other settings is refused before any section is trained
+    rob.assign(settings_hash="ffff0000")[CSV_COLUMNS].to_csv(tmp_path / "other.csv", index=False)
+    assert main(base[:-1] + [f"volume={tmp_path / 'other.csv'}", "--out", str(tmp_path / "z"), "--min-icc", "0.75"]) == 1
+    err = capsys.readouterr().err
+    assert "computed for settings ffff0000" in err and "training the six models" not in err
