@@ -149,6 +149,40 @@ def _features(fx, filtered: list, indices, mask, bounding_box, classes) -> list:
     return [OrderedDict((k, float(v)) for k, v in vector.items()) for vector in values]
 
 
+def _first_order(fx, filtered: list, items: list, by_type: dict, mask, bounding_box) -> list:
+    """The first-order features of the images ``filtered[i]``, ``items``: (i, the image's values inside
+    the ROI, their grey levels), as :func:`_features` computes them, but without binning each image
+    again: the engine's first order (:func:`DoseRadiomicsLib.engine.firstorder.features`, what
+    :func:`_features` runs) on the values and grey-level counts the screen already has. Same inputs,
+    same function, same values; the route of :func:`_features` wherever the engine would not compute
+    them itself (no engine, settings it leaves to pyradiomics, a feature it does not name, an error).
+    ``by_type``: the ROI's extracted features by image type and class (:func:`_by_image`), for the names."""
+    from . import engine
+    from .engine import firstorder
+
+    if not items:
+        return []
+    kwargs = [filtered[i][2] for i, _v, _b in items]
+    shift = {k.get("voxelArrayShift", 0) for k in kwargs}
+    if fx.use_engine and len(shift) == 1 and all(engine.settings_supported(k) for k in kwargs):
+        try:
+            values = firstorder.features(np.stack([v for _i, v, _b in items]),
+                                         [np.unique(b, return_counts=True)[1] for _i, _v, b in items],
+                                         [filtered[i][0].GetSpacing() for i, _v, _b in items], shift.pop())
+        except (RuntimeError, ValueError, IndexError):
+            values = None      # the engine hands such an image to pyradiomics: so does _features
+        if values is not None:
+            out = []
+            for (i, _v, _b), vector in zip(items, values):
+                names = by_type.get(filtered[i][1], {}).get("firstorder", ())
+                if any(n.split("_", 2)[2] not in vector for n in names):
+                    break
+                out.append(OrderedDict((n, float(np.squeeze(vector[n.split("_", 2)[2]]))) for n in names))
+            else:
+                return out
+    return _features(fx, filtered, [i for i, _v, _b in items], mask, bounding_box, ("firstorder",))
+
+
 def _filtered_images(ex, image, mask, settings):
     """pyradiomics' filter chain of ``execute`` on ``image``: (filtered, type name, kwargs) in order."""
     from radiomics import imageoperations as imops
@@ -157,6 +191,96 @@ def _filtered_images(ex, image, mask, settings):
         args = settings.copy()
         args.update(custom)
         yield from getattr(imops, f"get{image_type}Image")(image, mask, **args)
+
+
+# pyradiomics filters whose output depends on the input's values alone, not on its storage type: the
+# original image is yielded as it is, and Square, SquareRoot, Logarithm and Exponential cast their input
+# to float64 before computing (radiomics.imageoperations). A storage change that keeps every value
+# (float32 as float64, int16 as float32) leaves their images bit for bit: they are not filtered again.
+_VALUE_ONLY = {"Original": ("original",), "Square": ("square",), "SquareRoot": ("squareroot",),
+               "Logarithm": ("logarithm",), "Exponential": ("exponential",)}
+
+
+def _lbp3d_signs(image, mask, args):
+    """The first steps of pyradiomics' ``getLBP3DImage``, with the same calls on the same arrays (so the
+    same bits): the cubic-spline samples on the icosphere around every ROI voxel (Np x Nv), the sign
+    pattern ``sample >= centre`` its m1/m2 images are computed from, and the ROI's coordinates."""
+    from scipy.ndimage import map_coordinates
+    from trimesh.creation import icosphere
+
+    im_arr = sitk.GetArrayFromImage(image)
+    ma_arr = sitk.GetArrayViewFromImage(mask)
+    vertices = np.array(icosphere(args.get("lbp3DIcosphereSubdivision", 1), args.get("lbp3DIcosphereRadius", 1)).vertices)
+    roi = np.where(ma_arr == args.get("label", 1))
+    coords = np.array(roi).T[None, :, :] + vertices[:, None, :]
+    samples = map_coordinates(im_arr, coords.T, order=3)
+    return samples, np.greater_equal(samples, im_arr[roi][:, None]), roi
+
+
+def _lbp3d_perturbed(image, group, args, reference: list, signs: dict):
+    """pyradiomics' LBP3D images (m1 ... m<levels>, k) of the perturbed group image ``image``, or None
+    when they must be filtered in full. pyradiomics computes m1/m2 from the sign pattern alone (then
+    spherical harmonics of it, the costly part), and k as the kurtosis of the samples: where the
+    perturbed image's pattern equals the unperturbed one's, its m images are the extraction's, bit for
+    bit, and only k is computed (as pyradiomics does). A pattern that differs (a tie flipped) is None."""
+    from scipy.stats import kurtosis
+
+    levels = int(args.get("lbp3DLevels", 2))
+    names = [f"lbp-3D-m{i + 1}" for i in range(levels)] + ["lbp-3D-k"]
+    unperturbed = group["image"]
+    # Where the pattern will differ, trying costs a third of the filter for nothing: an integer image's
+    # samples are rounded to integers (map_coordinates keeps the input's type), so ties are the rule and
+    # any perturbation breaks them; exact ties of a float image are decided by the storage type.
+    if [n for _i, n, _k in reference] != names or not np.issubdtype(
+            sitk.GetArrayViewFromImage(unperturbed).dtype, np.floating):
+        return None
+    if id(group) not in signs:
+        samples, pattern, roi = _lbp3d_signs(unperturbed, group["filter_mask"], args)
+        signs[id(group)] = pattern, bool(np.any(samples == sitk.GetArrayViewFromImage(unperturbed)[roi][:, None]))
+    pattern, ties = signs[id(group)]
+    if ties and image.GetPixelID() != unperturbed.GetPixelID():
+        return None
+    samples, perturbed_pattern, roi = _lbp3d_signs(image, group["filter_mask"], args)
+    if not np.array_equal(perturbed_pattern, pattern):
+        return None
+    result = sitk.GetArrayFromImage(reference[-1][0]).astype(np.float64)   # outside the ROI: never read
+    result[roi] = np.real(kurtosis(samples, axis=1))
+    k_image = sitk.GetImageFromArray(result)
+    k_image.CopyInformation(image)
+    return list(reference[:-1]) + [(k_image, "lbp-3D-k", args)]
+
+
+def _perturbed_filtered(ex, group, kind, settings, signs: dict):
+    """pyradiomics' filter chain on the group's image under perturbation ``kind``, as
+    :func:`_filtered_images`, and per image whether it is the extraction's own (``True``: not
+    filtered again, by the two exact shortcuts above, :data:`_VALUE_ONLY` and
+    :func:`_lbp3d_perturbed`). ``signs``: the unperturbed LBP3D sign patterns, per group, filled here."""
+    from radiomics import imageoperations as imops
+
+    image = perturb(group["image"], kind)
+    reference = group["filtered"]
+    kept_values = kind == "storage" and np.array_equal(sitk.GetArrayViewFromImage(group["image"]),
+                                                       sitk.GetArrayViewFromImage(image))
+    out, same = [], []
+    for image_type, custom in ex.enabledImagetypes.items():
+        args = settings.copy()
+        args.update(custom)
+        start = len(out)
+        images = None
+        if kept_values and image_type in _VALUE_ONLY:
+            names = _VALUE_ONLY[image_type]
+            if [n for _i, n, _k in reference[start:start + len(names)]] == list(names):
+                images = reference[start:start + len(names)]
+        elif image_type == "LBP3D":
+            images = _lbp3d_perturbed(image, group, args, reference[start:start + int(args.get("lbp3DLevels", 2)) + 1],
+                                      signs)
+        if images is None:
+            images = list(getattr(imops, f"get{image_type}Image")(image, group["filter_mask"], **args))
+            same += [False] * len(images)
+        else:
+            same += [r is img for r, img in zip(reference[start:], images)]
+        out += images
+    return out, same
 
 
 def _prepared(ex, image, mask, settings):
@@ -242,34 +366,38 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
     ref_bins: dict = {}
     by_image = {roi: _by_image(baselines[roi]) for roi in inside}
     out = OrderedDict((roi, (OrderedDict(), OrderedDict())) for roi in inside)
+    signs: dict = {}
     for kind in kinds:
-        perturbed = list(_filtered_images(ex, perturb(group["image"], kind), group["filter_mask"], settings))
+        perturbed, same = _perturbed_filtered(ex, group, kind, settings, signs)
         if [n for _f, n, _k in perturbed] != [n for _f, n, _k in reference]:
             raise RuntimeError("the perturbed image's filters yield other images than the extraction's")
         for roi, (mask, bounding_box) in group["masks"].items():
             changes, recomputed = out[roi]
-            full: "OrderedDict[tuple, list]" = OrderedDict()   # classes to compute -> images
-            first_order = []
+            texture: "OrderedDict[tuple, list]" = OrderedDict()   # texture classes to compute -> images
+            first_order = []                                        # (image, its values and bins in the ROI)
             for i, (image, type_name, kwargs) in enumerate(perturbed):
                 base = by_image[roi].get(type_name, {})
                 wanted = tuple(c for c in classes if any(k not in changes for k in base.get(c, ())))
+                if not wanted or same[i]:
+                    continue
                 old, new = ref_values[roi][i], sitk.GetArrayViewFromImage(image)[inside[roi]]
-                if not wanted or np.array_equal(old, new):
+                if np.array_equal(old, new):
                     continue
                 if (roi, i) not in ref_bins:
                     ref_bins[roi, i] = _bins(old, kwargs)
-                if not np.array_equal(_bins(new, kwargs), ref_bins[roi, i]):
-                    full.setdefault(wanted, []).append(i)
-                elif "firstorder" in wanted:
-                    first_order.append(i)
+                bins = _bins(new, kwargs)
+                changed = tuple(c for c in wanted if c != "firstorder") if not np.array_equal(bins, ref_bins[roi, i]) else ()
+                if changed:
+                    texture.setdefault(changed, []).append(i)
+                if "firstorder" in wanted:
+                    first_order.append((i, new, bins))
             values: "OrderedDict[str, float]" = OrderedDict()
-            for wanted, images in full.items():
+            for wanted, images in texture.items():
                 for vector in _features(fx, perturbed, images, mask, bounding_box, wanted):
                     values.update(vector)
-            for vector in _features(fx, perturbed, first_order, mask, bounding_box, ("firstorder",)):
+            for vector in _first_order(fx, perturbed, first_order, by_image[roi], mask, bounding_box):
                 values.update(vector)
-            recomputed[kind] = [perturbed[i][1] for wanted, images in full.items() if wanted != ("firstorder",)
-                                for i in images]
+            recomputed[kind] = [perturbed[i][1] for images in texture.values() for i in images]
             names = list(values)
             baseline = baselines[roi]
             flags = moved([baseline[n] for n in names], list(values.values()))
