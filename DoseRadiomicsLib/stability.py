@@ -156,7 +156,7 @@ def _first_order(fx, filtered: list, items: list, by_type: dict, mask, bounding_
     :func:`_features` runs) on the values and grey-level counts the screen already has. Same inputs,
     same function, same values; the route of :func:`_features` wherever the engine would not compute
     them itself (no engine, settings it leaves to pyradiomics, a feature it does not name, an error).
-    ``by_type``: the ROI's extracted features by image type and class (:func:`_by_image`), for the names."""
+    ``by_type``: the ROI's feature names by image type and class (:func:`_by_image`)."""
     from . import engine
     from .engine import firstorder
 
@@ -332,13 +332,32 @@ def perturbed_features(fx, image: sitk.Image, mask: sitk.Image, kind: str) -> "O
     return out
 
 
-def _by_image(baseline: dict) -> dict:
-    """pyradiomics features grouped: image type -> class -> {name: value} (shape under 'original')."""
-    out: dict = {}
-    for name, value in baseline.items():
-        type_name, cls, _ = name.split("_", 2)
-        out.setdefault(type_name, {}).setdefault(cls, {})[name] = value
-    return out
+_BY_IMAGE: dict = {}
+
+
+def _by_image(names) -> tuple:
+    """pyradiomics feature names grouped: image type -> class -> names in their order, and the same
+    as frozensets (shape under 'original'). The same names for every patient of a parameter file:
+    grouped once per process."""
+    key = tuple(names)
+    if key not in _BY_IMAGE:
+        out: dict = {}
+        for name in key:
+            type_name, cls, _ = name.split("_", 2)
+            out.setdefault(type_name, {}).setdefault(cls, []).append(name)
+        if len(_BY_IMAGE) > 16:
+            _BY_IMAGE.clear()
+        _BY_IMAGE[key] = ({t: {c: tuple(v) for c, v in by_class.items()} for t, by_class in out.items()},
+                          {t: {c: frozenset(v) for c, v in by_class.items()} for t, by_class in out.items()})
+    return _BY_IMAGE[key]
+
+
+def _relative_changes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`relative_change` elementwise (the same operations, so the same values)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.maximum(np.abs(a), np.abs(b))
+        out = np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.where(np.isnan(a) | np.isnan(b), np.inf, out)
 
 
 def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "OrderedDict[str, tuple]":
@@ -364,8 +383,9 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
     inside = OrderedDict((roi, sitk.GetArrayViewFromImage(m) == fx.label) for roi, (m, _bb) in group["masks"].items())
     ref_values = {roi: [sitk.GetArrayViewFromImage(f)[ins] for f, _n, _k in reference] for roi, ins in inside.items()}
     ref_bins: dict = {}
-    by_image = {roi: _by_image(baselines[roi]) for roi in inside}
+    by_image = {roi: _by_image(baselines[roi]) for roi in inside}     # (ordered names, name sets)
     out = OrderedDict((roi, (OrderedDict(), OrderedDict())) for roi in inside)
+    flagged_by_roi = {roi: set() for roi in inside}      # the features of ``changes``, as a set
     signs: dict = {}
     for kind in kinds:
         perturbed, same = _perturbed_filtered(ex, group, kind, settings, signs)
@@ -373,11 +393,13 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
             raise RuntimeError("the perturbed image's filters yield other images than the extraction's")
         for roi, (mask, bounding_box) in group["masks"].items():
             changes, recomputed = out[roi]
+            flagged = flagged_by_roi[roi]
             texture: "OrderedDict[tuple, list]" = OrderedDict()   # texture classes to compute -> images
             first_order = []                                        # (image, its values and bins in the ROI)
             for i, (image, type_name, kwargs) in enumerate(perturbed):
-                base = by_image[roi].get(type_name, {})
-                wanted = tuple(c for c in classes if any(k not in changes for k in base.get(c, ())))
+                base = by_image[roi][1].get(type_name, {})
+                # the classes with a feature not yet found unstable
+                wanted = tuple(c for c in classes if not base.get(c, frozenset()) <= flagged)
                 if not wanted or same[i]:
                     continue
                 old, new = ref_values[roi][i], sitk.GetArrayViewFromImage(image)[inside[roi]]
@@ -395,14 +417,18 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
             for wanted, images in texture.items():
                 for vector in _features(fx, perturbed, images, mask, bounding_box, wanted):
                     values.update(vector)
-            for vector in _first_order(fx, perturbed, first_order, by_image[roi], mask, bounding_box):
+            for vector in _first_order(fx, perturbed, first_order, by_image[roi][0], mask, bounding_box):
                 values.update(vector)
             recomputed[kind] = [perturbed[i][1] for images in texture.values() for i in images]
             names = list(values)
             baseline = baselines[roi]
-            flags = moved([baseline[n] for n in names], list(values.values()))
-            for name in np.asarray(names, dtype=object)[flags]:
-                changes.setdefault(name, OrderedDict())[kind] = relative_change(baseline[name], values[name])
+            a = np.array([baseline[n] for n in names], dtype=float)
+            b = np.fromiter(values.values(), dtype=float, count=len(names))
+            flags = np.flatnonzero(moved(a, b))
+            for name, change in zip(np.asarray(names, dtype=object)[flags].tolist(),
+                                    _relative_changes(a[flags], b[flags]).tolist()):
+                changes.setdefault(name, OrderedDict())[kind] = change
+            flagged.update(names[i] for i in flags)
     return out
 
 
