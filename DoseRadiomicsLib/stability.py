@@ -201,20 +201,18 @@ _VALUE_ONLY = {"Original": ("original",), "Square": ("square",), "SquareRoot": (
                "Logarithm": ("logarithm",), "Exponential": ("exponential",)}
 
 
-def _lbp3d_signs(image, mask, args):
+def _lbp3d_samples(im_arr: np.ndarray, ma_arr: np.ndarray, args):
     """The first steps of pyradiomics' ``getLBP3DImage``, with the same calls on the same arrays (so the
-    same bits): the cubic-spline samples on the icosphere around every ROI voxel (Np x Nv), the sign
-    pattern ``sample >= centre`` its m1/m2 images are computed from, and the ROI's coordinates."""
+    same bits): the cubic-spline samples on the icosphere around every ROI voxel (Np x Nv), whose sign
+    pattern ``sample >= centre`` its m1/m2 images are computed from, the centre values, the ROI's
+    coordinates."""
     from scipy.ndimage import map_coordinates
     from trimesh.creation import icosphere
 
-    im_arr = sitk.GetArrayFromImage(image)
-    ma_arr = sitk.GetArrayViewFromImage(mask)
     vertices = np.array(icosphere(args.get("lbp3DIcosphereSubdivision", 1), args.get("lbp3DIcosphereRadius", 1)).vertices)
     roi = np.where(ma_arr == args.get("label", 1))
     coords = np.array(roi).T[None, :, :] + vertices[:, None, :]
-    samples = map_coordinates(im_arr, coords.T, order=3)
-    return samples, np.greater_equal(samples, im_arr[roi][:, None]), roi
+    return map_coordinates(im_arr, coords.T, order=3), im_arr[roi], roi
 
 
 def _lbp3d_perturbed(image, group, args, reference: list, signs: dict):
@@ -222,26 +220,39 @@ def _lbp3d_perturbed(image, group, args, reference: list, signs: dict):
     when they must be filtered in full. pyradiomics computes m1/m2 from the sign pattern alone (then
     spherical harmonics of it, the costly part), and k as the kurtosis of the samples: where the
     perturbed image's pattern equals the unperturbed one's, its m images are the extraction's, bit for
-    bit, and only k is computed (as pyradiomics does). A pattern that differs (a tie flipped) is None."""
+    bit, and only k is computed (as pyradiomics does). A pattern that differs (a tie flipped) is None.
+
+    ``signs`` keeps per group the unperturbed pattern. SciPy's ``map_coordinates`` prefilters into
+    float64 and interpolates in double whatever the input's type, then stores the result in that type
+    (SciPy 1.13-1.17; ``Testing/Python/test_stability.py`` checks it): a float32 image's samples are
+    those of its float64 copy rounded to float32, so one call on the float64 copy gives both the
+    unperturbed pattern and the samples of the ``storage`` perturbation (that copy)."""
     from scipy.stats import kurtosis
 
     levels = int(args.get("lbp3DLevels", 2))
     names = [f"lbp-3D-m{i + 1}" for i in range(levels)] + ["lbp-3D-k"]
-    unperturbed = group["image"]
-    # Where the pattern will differ, trying costs a third of the filter for nothing: an integer image's
-    # samples are rounded to integers (map_coordinates keeps the input's type), so ties are the rule and
-    # any perturbation breaks them; exact ties of a float image are decided by the storage type.
-    if [n for _i, n, _k in reference] != names or not np.issubdtype(
-            sitk.GetArrayViewFromImage(unperturbed).dtype, np.floating):
+    unperturbed = sitk.GetArrayViewFromImage(group["image"])
+    mask = sitk.GetArrayViewFromImage(group["filter_mask"])
+    # An integer image's samples are rounded to integers (map_coordinates keeps the input's type): ties
+    # are the rule and every perturbation here (to floats) breaks them, so trying would cost for nothing.
+    if [n for _i, n, _k in reference] != names or not np.issubdtype(unperturbed.dtype, np.floating):
         return None
     if id(group) not in signs:
-        samples, pattern, roi = _lbp3d_signs(unperturbed, group["filter_mask"], args)
-        signs[id(group)] = pattern, bool(np.any(samples == sitk.GetArrayViewFromImage(unperturbed)[roi][:, None]))
-    pattern, ties = signs[id(group)]
-    if ties and image.GetPixelID() != unperturbed.GetPixelID():
-        return None
-    samples, perturbed_pattern, roi = _lbp3d_signs(image, group["filter_mask"], args)
-    if not np.array_equal(perturbed_pattern, pattern):
+        if unperturbed.dtype == np.float32:
+            as64 = _lbp3d_samples(unperturbed.astype(np.float64), mask, args)
+            pattern = np.greater_equal(as64[0].astype(np.float32), as64[1][:, None])
+        else:
+            as64 = None
+            samples, centres, _roi = _lbp3d_samples(unperturbed, mask, args)
+            pattern = np.greater_equal(samples, centres[:, None])
+        signs[id(group)] = pattern, as64
+    pattern, as64 = signs[id(group)]
+    values = sitk.GetArrayViewFromImage(image)
+    if as64 is not None and values.dtype == np.float64 and np.array_equal(values, unperturbed):
+        samples, centres, roi = as64
+    else:
+        samples, centres, roi = _lbp3d_samples(values, mask, args)
+    if not np.array_equal(np.greater_equal(samples, centres[:, None]), pattern):
         return None
     result = sitk.GetArrayFromImage(reference[-1][0]).astype(np.float64)   # outside the ROI: never read
     result[roi] = np.real(kurtosis(samples, axis=1))
@@ -394,7 +405,7 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
         for roi, (mask, bounding_box) in group["masks"].items():
             changes, recomputed = out[roi]
             flagged = flagged_by_roi[roi]
-            texture: "OrderedDict[tuple, list]" = OrderedDict()   # texture classes to compute -> images
+            texture: "OrderedDict[int, tuple]" = OrderedDict()    # image -> its texture classes to compute
             first_order = []                                        # (image, its values and bins in the ROI)
             for i, (image, type_name, kwargs) in enumerate(perturbed):
                 base = by_image[roi][1].get(type_name, {})
@@ -410,16 +421,19 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
                 bins = _bins(new, kwargs)
                 changed = tuple(c for c in wanted if c != "firstorder") if not np.array_equal(bins, ref_bins[roi, i]) else ()
                 if changed:
-                    texture.setdefault(changed, []).append(i)
+                    texture[i] = changed
                 if "firstorder" in wanted:
                     first_order.append((i, new, bins))
             values: "OrderedDict[str, float]" = OrderedDict()
-            for wanted, images in texture.items():
-                for vector in _features(fx, perturbed, images, mask, bounding_box, wanted):
-                    values.update(vector)
+            # one batch for all of them (a batch costs more than a class of these few-level images), the
+            # classes an image did not need left out of the comparison
+            union = tuple(c for c in classes if any(c in t for t in texture.values()))
+            for (i, needed), vector in zip(texture.items(), _features(fx, perturbed, texture, mask, bounding_box, union)):
+                names = by_image[roi][0].get(perturbed[i][1], {})
+                values.update((n, vector[n]) for c in needed for n in names.get(c, ()))
             for vector in _first_order(fx, perturbed, first_order, by_image[roi][0], mask, bounding_box):
                 values.update(vector)
-            recomputed[kind] = [perturbed[i][1] for images in texture.values() for i in images]
+            recomputed[kind] = [perturbed[i][1] for i in texture]
             names = list(values)
             baseline = baselines[roi]
             a = np.array([baseline[n] for n in names], dtype=float)
