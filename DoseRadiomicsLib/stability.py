@@ -42,7 +42,9 @@ move and are flagged (OpenKBP pt_1, pt_11, pt_100). A patient without such a nei
 
 The cost is kept low: the extraction hands over the filtered images its features come from
 (``pipeline.extract_rois(keep=...)``), so only the perturbed images are filtered, once per group of
-ROIs pyradiomics filters together, and exact shortcuts spare the feature classes (:func:`screen_group`).
+ROIs pyradiomics filters together; exact shortcuts spare filters (:func:`_perturbed_filtered`: under a
+storage change that keeps every value, the filters that see values only; LBP3D's m1/m2 where the sign
+pattern did not change) and feature classes (:func:`screen_group`).
 The loop is pyradiomics' own ``execute`` (load, mask check, filters, per-image crop, feature classes),
 with the extraction's route to the feature classes (the exact engine, :mod:`DoseRadiomicsLib.engine`);
 with the perturbation ``"none"`` it reproduces the extraction's values (a test checks every feature).
@@ -149,6 +151,41 @@ def _features(fx, filtered: list, indices, mask, bounding_box, classes) -> list:
     return [OrderedDict((k, float(v)) for k, v in vector.items()) for vector in values]
 
 
+def _first_order(fx, filtered: list, items: list, by_type: dict, mask, bounding_box) -> list:
+    """The first-order features of the images ``filtered[i]``, ``items``: (i, the image's values inside
+    the ROI, their grey levels), as :func:`_features` computes them, but without binning each image
+    again: the engine's first order (:func:`DoseRadiomicsLib.engine.firstorder.features`, what
+    :func:`_features` runs) on the values and grey-level counts the screen already has. Same inputs,
+    same function, same values; the route of :func:`_features` wherever the engine would not compute
+    them itself (no engine, settings it leaves to pyradiomics, a feature it does not name, an error).
+    ``by_type``: the ROI's feature names by image type and class (:func:`_by_image`)."""
+    from . import engine
+    from .engine import firstorder
+
+    if not items:
+        return []
+    kwargs = [filtered[i][2] for i, _v, _b in items]
+    shift = {k.get("voxelArrayShift", 0) for k in kwargs}
+    if fx.use_engine and len(shift) == 1 and all(engine.settings_supported(k) for k in kwargs):
+        try:
+            values = firstorder.features(np.stack([v for _i, v, _b in items]),
+                                         [np.unique(b, return_counts=True)[1] for _i, _v, b in items],
+                                         [filtered[i][0].GetSpacing() for i, _v, _b in items], shift.pop())
+        except (RuntimeError, ValueError, IndexError):
+            values = None      # the engine hands such an image to pyradiomics: so does _features
+        if values is not None:
+            out = []
+            for (i, _v, _b), vector in zip(items, values):
+                names = by_type.get(filtered[i][1], {}).get("firstorder", ())
+                short = [n.split("_", 2)[2] for n in names]
+                if any(k not in vector for k in short):
+                    break
+                out.append(OrderedDict((n, float(np.asarray(vector[k]).item())) for n, k in zip(names, short)))
+            else:
+                return out
+    return _features(fx, filtered, [i for i, _v, _b in items], mask, bounding_box, ("firstorder",))
+
+
 def _filtered_images(ex, image, mask, settings):
     """pyradiomics' filter chain of ``execute`` on ``image``: (filtered, type name, kwargs) in order."""
     from radiomics import imageoperations as imops
@@ -157,6 +194,115 @@ def _filtered_images(ex, image, mask, settings):
         args = settings.copy()
         args.update(custom)
         yield from getattr(imops, f"get{image_type}Image")(image, mask, **args)
+
+
+# pyradiomics filters whose output depends on the input's values alone, not on its storage type: the
+# original image is yielded as it is, and Square, SquareRoot, Logarithm and Exponential cast their input
+# to float64 before computing (radiomics.imageoperations). A storage change that keeps every value
+# (float32 as float64, int16 as float32) leaves their images bit for bit: they are not filtered again.
+_VALUE_ONLY = {"Original": ("original",), "Square": ("square",), "SquareRoot": ("squareroot",),
+               "Logarithm": ("logarithm",), "Exponential": ("exponential",)}
+
+
+def _lbp3d_samples(im_arr: np.ndarray, ma_arr: np.ndarray, args):
+    """The first steps of pyradiomics' ``getLBP3DImage``, with the same calls on the same arrays (so the
+    same bits): the cubic-spline samples on the icosphere around every ROI voxel (Np x Nv), whose sign
+    pattern ``sample >= centre`` its m1/m2 images are computed from, the centre values, the ROI's
+    coordinates."""
+    from scipy.ndimage import map_coordinates
+    from trimesh.creation import icosphere
+
+    vertices = np.array(icosphere(args.get("lbp3DIcosphereSubdivision", 1), args.get("lbp3DIcosphereRadius", 1)).vertices)
+    roi = np.where(ma_arr == args.get("label", 1))
+    coords = np.array(roi).T[None, :, :] + vertices[:, None, :]
+    return map_coordinates(im_arr, coords.T, order=3), im_arr[roi], roi
+
+
+def _lbp3d_perturbed(image, group, args, reference: list, signs: dict):
+    """pyradiomics' LBP3D images (m1 ... m<levels>, k) of the perturbed group image ``image``, or None
+    when they must be filtered in full. pyradiomics computes m1/m2 from the sign pattern alone (then
+    spherical harmonics of it, the costly part), and k as the kurtosis of the samples: where the
+    perturbed image's pattern equals the unperturbed one's, its m images are the extraction's, bit for
+    bit, and only k is computed (as pyradiomics does). A pattern that differs (a tie flipped) is None.
+
+    ``signs`` keeps per group the unperturbed pattern. SciPy's ``map_coordinates`` prefilters into
+    float64 and interpolates in double whatever the input's type, then stores the result in that type
+    (SciPy 1.13-1.17; ``Testing/Python/test_stability.py`` checks it): a float32 image's samples are
+    those of its float64 copy rounded to float32, so one call on the float64 copy gives both the
+    unperturbed pattern and the samples of the ``storage`` perturbation (that copy)."""
+    from scipy.stats import kurtosis
+
+    levels = int(args.get("lbp3DLevels", 2))
+    names = [f"lbp-3D-m{i + 1}" for i in range(levels)] + ["lbp-3D-k"]
+    unperturbed = sitk.GetArrayViewFromImage(group["image"])
+    mask = sitk.GetArrayViewFromImage(group["filter_mask"])
+    # Where the pattern is bound to change, trying costs a map_coordinates call for nothing (cost only, the
+    # result is exact either way): an integer image's samples are rounded to integers (map_coordinates
+    # keeps the input's type), so ties are the rule and every perturbation here (to floats) breaks
+    # them; on 5-slice slabs (OpenKBP pt_10, pt_12) the perturbations changed the dose ROIs' patterns in
+    # at least 5 of 8 (ROI, perturbation) pairs and trying did not pay, while on one slice the relative
+    # perturbation changed none (16 patients).
+    if [n for _i, n, _k in reference] != names or not np.issubdtype(unperturbed.dtype, np.floating) \
+            or unperturbed.shape[0] != 1:
+        return None
+    if id(group) not in signs:
+        if unperturbed.dtype == np.float32:
+            as64 = _lbp3d_samples(unperturbed.astype(np.float64), mask, args)
+            pattern = np.greater_equal(as64[0].astype(np.float32), as64[1][:, None])
+        else:
+            as64 = None
+            samples, centres, _roi = _lbp3d_samples(unperturbed, mask, args)
+            pattern = np.greater_equal(samples, centres[:, None])
+        signs[id(group)] = pattern, as64
+    pattern, as64 = signs[id(group)]
+    values = sitk.GetArrayViewFromImage(image)
+    if as64 is not None and values.dtype == np.float64 and np.array_equal(values, unperturbed):
+        samples, centres, roi = as64
+    else:
+        samples, centres, roi = _lbp3d_samples(values, mask, args)
+    if not np.array_equal(np.greater_equal(samples, centres[:, None]), pattern):
+        return None
+    result = sitk.GetArrayFromImage(reference[-1][0]).astype(np.float64)   # outside the ROI: never read
+    # SciPy's kurtosis without its nan-policy wrapper, which only moves the axis last (it is already) and
+    # handles NaN (none here), at two thirds of the call's cost: the same values (the test compares k)
+    raw = getattr(kurtosis, "__wrapped__", kurtosis) if np.isfinite(samples).all() else kurtosis
+    result[roi] = np.real(raw(samples, axis=1))
+    k_image = sitk.GetImageFromArray(result)
+    k_image.CopyInformation(image)
+    return list(reference[:-1]) + [(k_image, "lbp-3D-k", args)]
+
+
+def _perturbed_filtered(ex, group, kind, settings, signs: dict):
+    """pyradiomics' filter chain on the group's image under perturbation ``kind``, as
+    :func:`_filtered_images`, and per image whether it is the extraction's own (``True``: not
+    filtered again, by the two exact shortcuts above, :data:`_VALUE_ONLY` and
+    :func:`_lbp3d_perturbed`). ``signs``: the unperturbed LBP3D sign patterns, per group, filled here."""
+    from radiomics import imageoperations as imops
+
+    image = perturb(group["image"], kind)
+    reference = group["filtered"]
+    kept_values = kind == "storage" and np.array_equal(sitk.GetArrayViewFromImage(group["image"]),
+                                                       sitk.GetArrayViewFromImage(image))
+    out, same = [], []
+    for image_type, custom in ex.enabledImagetypes.items():
+        args = settings.copy()
+        args.update(custom)
+        start = len(out)
+        images = None
+        if kept_values and image_type in _VALUE_ONLY:
+            names = _VALUE_ONLY[image_type]
+            if [n for _i, n, _k in reference[start:start + len(names)]] == list(names):
+                images = reference[start:start + len(names)]
+        elif image_type == "LBP3D":
+            images = _lbp3d_perturbed(image, group, args, reference[start:start + int(args.get("lbp3DLevels", 2)) + 1],
+                                      signs)
+        if images is None:
+            images = list(getattr(imops, f"get{image_type}Image")(image, group["filter_mask"], **args))
+            same += [False] * len(images)
+        else:
+            same += [r is img for r, img in zip(reference[start:], images)]
+        out += images
+    return out, same
 
 
 def _prepared(ex, image, mask, settings):
@@ -208,13 +354,32 @@ def perturbed_features(fx, image: sitk.Image, mask: sitk.Image, kind: str) -> "O
     return out
 
 
-def _by_image(baseline: dict) -> dict:
-    """pyradiomics features grouped: image type -> class -> {name: value} (shape under 'original')."""
-    out: dict = {}
-    for name, value in baseline.items():
-        type_name, cls, _ = name.split("_", 2)
-        out.setdefault(type_name, {}).setdefault(cls, {})[name] = value
-    return out
+_BY_IMAGE: dict = {}
+
+
+def _by_image(names) -> tuple:
+    """pyradiomics feature names grouped: image type -> class -> names in their order, and the same
+    as frozensets (shape under 'original'). The same names for every patient of a parameter file:
+    grouped once per process."""
+    key = tuple(names)
+    if key not in _BY_IMAGE:
+        out: dict = {}
+        for name in key:
+            type_name, cls, _ = name.split("_", 2)
+            out.setdefault(type_name, {}).setdefault(cls, []).append(name)
+        if len(_BY_IMAGE) > 16:
+            _BY_IMAGE.clear()
+        _BY_IMAGE[key] = ({t: {c: tuple(v) for c, v in by_class.items()} for t, by_class in out.items()},
+                          {t: {c: frozenset(v) for c, v in by_class.items()} for t, by_class in out.items()})
+    return _BY_IMAGE[key]
+
+
+def _relative_changes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """:func:`relative_change` elementwise (the same operations, so the same values)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.maximum(np.abs(a), np.abs(b))
+        out = np.where(scale > 0, np.abs(a - b) / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.where(np.isnan(a) | np.isnan(b), np.inf, out)
 
 
 def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "OrderedDict[str, tuple]":
@@ -229,9 +394,11 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
     feature classes, as every feature depends only on the values inside the ROI: an image whose
     values inside the ROI did not change keeps every feature; one whose grey levels inside the ROI did
     not change keeps its texture (the texture classes see only those), and only its first order is
-    computed; the other images are computed in full. An ROI's images are computed in one batch per
-    set of classes. A class all of whose features were found unstable under an earlier perturbation
-    is not computed again.
+    computed; the other images are computed in full. Images the filter step reused from the
+    extraction (:func:`_perturbed_filtered`) are unchanged by construction. An ROI's texture images of
+    one perturbation are computed in one batch, its first order from the values and grey levels the
+    comparison already has (:func:`_first_order`). A class all of whose features were found unstable
+    under an earlier perturbation is not computed again.
     """
     ex = fx._extractor
     settings = dict(ex.settings, label=fx.label)
@@ -240,41 +407,55 @@ def screen_group(fx, group: dict, baselines: dict, kinds=PERTURBATIONS) -> "Orde
     inside = OrderedDict((roi, sitk.GetArrayViewFromImage(m) == fx.label) for roi, (m, _bb) in group["masks"].items())
     ref_values = {roi: [sitk.GetArrayViewFromImage(f)[ins] for f, _n, _k in reference] for roi, ins in inside.items()}
     ref_bins: dict = {}
-    by_image = {roi: _by_image(baselines[roi]) for roi in inside}
+    by_image = {roi: _by_image(baselines[roi]) for roi in inside}     # (ordered names, name sets)
     out = OrderedDict((roi, (OrderedDict(), OrderedDict())) for roi in inside)
+    flagged_by_roi = {roi: set() for roi in inside}      # the features of ``changes``, as a set
+    signs: dict = {}
     for kind in kinds:
-        perturbed = list(_filtered_images(ex, perturb(group["image"], kind), group["filter_mask"], settings))
+        perturbed, same = _perturbed_filtered(ex, group, kind, settings, signs)
         if [n for _f, n, _k in perturbed] != [n for _f, n, _k in reference]:
             raise RuntimeError("the perturbed image's filters yield other images than the extraction's")
         for roi, (mask, bounding_box) in group["masks"].items():
             changes, recomputed = out[roi]
-            full: "OrderedDict[tuple, list]" = OrderedDict()   # classes to compute -> images
-            first_order = []
+            flagged = flagged_by_roi[roi]
+            texture: "OrderedDict[int, tuple]" = OrderedDict()    # image -> its texture classes to compute
+            first_order = []                                        # (image, its values and bins in the ROI)
             for i, (image, type_name, kwargs) in enumerate(perturbed):
-                base = by_image[roi].get(type_name, {})
-                wanted = tuple(c for c in classes if any(k not in changes for k in base.get(c, ())))
+                base = by_image[roi][1].get(type_name, {})
+                # the classes with a feature not yet found unstable
+                wanted = tuple(c for c in classes if not base.get(c, frozenset()) <= flagged)
+                if not wanted or same[i]:
+                    continue
                 old, new = ref_values[roi][i], sitk.GetArrayViewFromImage(image)[inside[roi]]
-                if not wanted or np.array_equal(old, new):
+                if np.array_equal(old, new):
                     continue
                 if (roi, i) not in ref_bins:
                     ref_bins[roi, i] = _bins(old, kwargs)
-                if not np.array_equal(_bins(new, kwargs), ref_bins[roi, i]):
-                    full.setdefault(wanted, []).append(i)
-                elif "firstorder" in wanted:
-                    first_order.append(i)
+                bins = _bins(new, kwargs)
+                changed = tuple(c for c in wanted if c != "firstorder") if not np.array_equal(bins, ref_bins[roi, i]) else ()
+                if changed:
+                    texture[i] = changed
+                if "firstorder" in wanted:
+                    first_order.append((i, new, bins))
             values: "OrderedDict[str, float]" = OrderedDict()
-            for wanted, images in full.items():
-                for vector in _features(fx, perturbed, images, mask, bounding_box, wanted):
-                    values.update(vector)
-            for vector in _features(fx, perturbed, first_order, mask, bounding_box, ("firstorder",)):
+            # one batch for all of them (a batch costs more than a class of these few-level images), the
+            # classes an image did not need left out of the comparison
+            union = tuple(c for c in classes if any(c in t for t in texture.values()))
+            for (i, needed), vector in zip(texture.items(), _features(fx, perturbed, texture, mask, bounding_box, union)):
+                names = by_image[roi][0].get(perturbed[i][1], {})
+                values.update((n, vector[n]) for c in needed for n in names.get(c, ()))
+            for vector in _first_order(fx, perturbed, first_order, by_image[roi][0], mask, bounding_box):
                 values.update(vector)
-            recomputed[kind] = [perturbed[i][1] for wanted, images in full.items() if wanted != ("firstorder",)
-                                for i in images]
+            recomputed[kind] = [perturbed[i][1] for i in texture]
             names = list(values)
             baseline = baselines[roi]
-            flags = moved([baseline[n] for n in names], list(values.values()))
-            for name in np.asarray(names, dtype=object)[flags]:
-                changes.setdefault(name, OrderedDict())[kind] = relative_change(baseline[name], values[name])
+            a = np.array([baseline[n] for n in names], dtype=float)
+            b = np.fromiter(values.values(), dtype=float, count=len(names))
+            flags = np.flatnonzero(moved(a, b))
+            for name, change in zip(np.asarray(names, dtype=object)[flags].tolist(),
+                                    _relative_changes(a[flags], b[flags]).tolist()):
+                changes.setdefault(name, OrderedDict())[kind] = change
+            flagged.update(names[i] for i in flags)
     return out
 
 

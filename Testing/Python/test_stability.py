@@ -41,6 +41,12 @@ def patient(openkbp):
     return _screened(openkbp, "pt_10")
 
 
+@pytest.fixture(scope="module")
+def patient11(openkbp):
+    """OpenKBP pt_11, whose GTV-heat has equal neighbouring doses (LBP3D ties)."""
+    return _screened(openkbp, "pt_11")
+
+
 def _roi_features(features, roi):
     head = f"{roi}{pipeline.ROI_SEPARATOR}"
     return {k[len(head):]: v for k, v in features.items() if k.startswith(head)}
@@ -103,6 +109,54 @@ def test_the_shortcuts_flag_what_computing_everything_flags(patient):
         assert flagged_before
 
 
+@pytest.mark.parametrize("which", ["pt_10", "pt_11"])
+def test_the_images_the_screen_does_not_filter_again_are_pyradiomics_own(which, patient, patient11):
+    """The exact shortcuts of the perturbed filter chain (the extraction's images reused where the
+    storage type cannot change them, LBP3D m1/m2 reused where the sign pattern is unchanged) hand
+    the feature classes what pyradiomics' own filters give on the perturbed image: equal inside
+    every ROI, image by image, for both perturbations. pt_11 has LBP3D ties that the storage
+    perturbation flips (its m1/m2 are filtered again there), pt_10 none (reused)."""
+    rois, options, _, _, kept = patient if which == "pt_10" else patient11
+    ex = pipeline.extractors(options)
+    reused = {}
+    for roi, group in kept.items():
+        fx = ex[roi_modality(roi)]
+        settings = dict(fx._extractor.settings, label=fx.label)
+        inside = sitk.GetArrayViewFromImage(group["masks"][roi][0]) == fx.label
+        for kind in stability.PERTURBATIONS:
+            images, same = stability._perturbed_filtered(fx._extractor, group, kind, settings, {})
+            own = list(stability._filtered_images(fx._extractor, stability.perturb(group["image"], kind),
+                                                  group["filter_mask"], settings))
+            assert [n for _, n, _ in images] == [n for _, n, _ in own]
+            for (a, name, _), (b, _, _) in zip(images, own):
+                assert np.array_equal(sitk.GetArrayViewFromImage(a)[inside], sitk.GetArrayViewFromImage(b)[inside]), \
+                    (roi, kind, name)
+            reused[roi, kind] = {n for (_, n, _), r in zip(images, same) if r}
+    value_only = {"original", "square", "squareroot", "logarithm", "exponential"}
+    for roi in kept:
+        assert value_only <= reused[roi, "storage"] and not value_only & reused[roi, "relative"]
+    assert not {n for k, v in reused.items() for n in v if k[0] == "GTV" and n.startswith("lbp")}   # int16 CT
+    lbp_m = {"lbp-3D-m1", "lbp-3D-m2"}
+    assert lbp_m <= reused["50Gy-heat", "storage"] if which == "pt_10" else not lbp_m & reused["GTV-heat", "storage"]
+
+
+def test_scipy_samples_a_float32_image_as_its_float64_copy_rounded(patient):
+    """What the LBP3D shortcut takes from SciPy: map_coordinates (order 3, pyradiomics' call) on a
+    float32 image gives the samples of its float64 copy rounded to float32 (it prefilters into
+    float64 and interpolates in double whatever the input's type)."""
+    from scipy.ndimage import map_coordinates
+    _, _, _, _, kept = patient
+    dose = sitk.GetArrayFromImage(kept["50Gy-heat"]["image"])
+    assert dose.dtype == np.float32
+    rng = np.random.default_rng(0)
+    coords = rng.uniform(-1, 1, size=(3, 4000)) * np.array(dose.shape)[:, None] * 0.6 + np.array(dose.shape)[:, None] / 2
+    coords[:, :6] = [[0, 0, 0, 0, 0, 0], [3, 4, 5, 5, 5, 5], [7, 7, 7, 8, 9, 10]]    # on voxels, too
+    as32 = map_coordinates(dose, coords, order=3)
+    as64 = map_coordinates(dose.astype(np.float64), coords, order=3)
+    assert as32.dtype == np.float32 and as64.dtype == np.float64
+    assert np.array_equal(as64.astype(np.float32), as32)
+
+
 def test_round_off_sub_bands_are_flagged_and_original_first_order_is_not(patient):
     rois, _, features, screen, _ = patient
     unstable = screen["unstable"]
@@ -150,7 +204,7 @@ def test_pyradiomics_itself_moves_the_flagged_features_between_float32_and_float
     assert not moved - {k[len("50Gy-heat__"):] for k in screen["unstable"] if k.startswith("50Gy-heat__")}
 
 
-def test_lbp3d_features_move_where_equal_neighbouring_doses_make_ties_and_are_flagged(openkbp, patient):
+def test_lbp3d_features_move_where_equal_neighbouring_doses_make_ties_and_are_flagged(patient, patient11):
     """LBP3D m1/m2 compare each voxel with spline samples on its neighbours: a neighbour holding the
     voxel's own value is a tie, decided by round-off, which float32 and float64 storage decide
     differently. pt_11's GTV has such doses (quantised to 1e-3 Gy): pyradiomics itself moves its
@@ -166,7 +220,7 @@ def test_lbp3d_features_move_where_equal_neighbouring_doses_make_ties_and_are_fl
     assert equal_neighbours(rois10, "GTV-heat") == 0 and not {k for k in moved10 if k.startswith("lbp-3D-m")}
     assert not [k for k in screen10["unstable"] if "-heat__lbp-3D-m" in k]
 
-    rois11, _, _, screen11, _ = _screened(openkbp, "pt_11")
+    rois11, _, _, screen11, _ = patient11
     _, _, moved11 = _float32_against_float64(rois11, "GTV-heat", "LBP3D")
     lbp_m = {k for k in moved11 if k.startswith("lbp-3D-m")}
     assert equal_neighbours(rois11, "GTV-heat") > 0 and len(lbp_m) >= 100
