@@ -567,7 +567,8 @@ def collect_features(manifest_ids: list, out_dir, settings_hash: str) -> pd.Data
 def _write_features_csv(path: Path, df: pd.DataFrame) -> None:
     if len(df):
         # the single-patient writer: full float precision, so a resumed run writes the same bytes
-        write_features_csv(path, df.to_dict("records"))
+        columns = list(df.columns)      # rows as dicts, without DataFrame.to_dict's per-cell boxing
+        write_features_csv(path, [dict(zip(columns, row)) for row in df.itertuples(index=False, name=None)])
     else:
         atomic_write_text(path, ",".join(df.columns) + "\n")
 

@@ -333,7 +333,8 @@ class FeatureExtractor:
                 bounding_box, corrected = imops.checkMask(group_image, mask, **settings)
                 if corrected is not None:
                     mask = corrected
-                vector = OrderedDict(ex.computeShape(group_image, mask, bounding_box, **settings))
+                vector = (_shape_features(ex, group_image, mask, bounding_box, settings) if self.use_engine
+                          else OrderedDict(ex.computeShape(group_image, mask, bounding_box, **settings)))
                 prepared.append((roi, mask, bounding_box, vector))
             # Filters that look at the mask (LBP3D computes only on ROI voxels) get the union of the
             # group's masks: each voxel's filtered value depends on the image around it, not on the mask.
@@ -417,6 +418,26 @@ class FeatureExtractor:
         prefix = {"LBP3D": "lbp-3D", "LBP2D": "lbp-2D"}
         return {t for t in self.parameters["imageType"]
                 if not any(k.startswith(prefix.get(t, t.lower())) for k in features)}
+
+
+#: The last shape computation of this process: (key, features). The GTV and GTV-heat are the same
+#: pixels on the same grid (the CT's and the dose's ROI), and pyradiomics' shape classes read only the
+#: mask, the spacing and the settings in the key, so the second is the first's values (its C code's
+#: all-pairs diameters are the costliest part of a slice's shape).
+_last_shape: list = [None, None]
+_SHAPE_SETTINGS = ("label", "voxelBased", "force2D", "force2Ddimension")
+
+
+def _shape_features(ex, image: sitk.Image, mask: sitk.Image, bounding_box, settings: dict) -> "OrderedDict":
+    """``ex.computeShape(image, mask, bounding_box, **settings)``, reused when the previous call had
+    the same mask pixels, bounding box, spacing, shape settings and enabled shape features."""
+    enabled = {c: ex.enabledFeatures[c] for c in ("shape", "shape2D") if c in ex.enabledFeatures}
+    key = (sitk.GetArrayViewFromImage(mask).tobytes(), mask.GetPixelID(), mask.GetSize(), image.GetSpacing(),
+           mask.GetDimension(), tuple(int(v) for v in bounding_box),
+           repr([(k, settings.get(k)) for k in _SHAPE_SETTINGS]), repr(sorted(enabled.items())))
+    if _last_shape[0] != key:
+        _last_shape[:] = [key, OrderedDict(ex.computeShape(image, mask, bounding_box, **settings))]
+    return OrderedDict(_last_shape[1])
 
 
 def _crop_box(mask: sitk.Image, bounding_box, pad: int) -> tuple:

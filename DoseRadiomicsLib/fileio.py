@@ -28,6 +28,13 @@ from .errors import OutputError
 
 def jsonable(obj):
     """Plain JSON types from numpy/pandas objects; NaN and infinities become None."""
+    kind = type(obj)
+    if kind is float:      # the common case first: a patient file holds thousands of feature values
+        return obj if math.isfinite(obj) else None
+    if kind is str:
+        return obj
+    if kind is list and all(type(v) is float for v in obj):
+        return [v if math.isfinite(v) else None for v in obj]
     if isinstance(obj, dict):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -151,12 +151,14 @@ def phantom_rois(options):
 
 _computed: dict = {}     # options -> fingerprint: the libraries of a process do not change
 _checked: dict = {}      # (model checksum) -> check result
+_digests: dict = {}      # options -> digest of _computed's features
 
 
 def clear_cache() -> None:
     """Forget computed fingerprints and checked models (tests that patch a library call this)."""
     _computed.clear()
     _checked.clear()
+    _digests.clear()
 
 
 def compute(options) -> dict:
@@ -195,7 +197,10 @@ def digest(options) -> str:
     """
     import hashlib
     from .fileio import canonical_json
-    return hashlib.sha256(canonical_json(compute(options)["features"]).encode()).hexdigest()[:16]
+    key = canonical_json(options.to_dict())
+    if key not in _digests:   # cohort-extract asks once per patient: hash the phantom's features once
+        _digests[key] = hashlib.sha256(canonical_json(compute(options)["features"]).encode()).hexdigest()[:16]
+    return _digests[key]
 
 
 def environment_versions(versions: dict | None = None) -> dict:

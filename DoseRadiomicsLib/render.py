@@ -140,20 +140,53 @@ def slice_png_bytes(rois: SliceROIs, title: str = "", window=MEDIASTINAL_WINDOW,
 
 def render_thumbnail_png(rois: SliceROIs, path, size_px: int = 200, window=MEDIASTINAL_WINDOW) -> Path:
     """The zoom panel of ``slice.png`` alone, ``size_px`` square, for the cohort's QA sheet (written
-    atomically: a reader never sees half a picture)."""
-    import matplotlib
+    atomically: a reader never sees half a picture).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn as pixels, not through a matplotlib figure: a worker draws one per patient, and a figure
+    cost about a fifth of a synthetic patient's CPU time. The same content as the panel: the CT in
+    ``window``, :func:`dose_wash` over it, each ROI's pixel edges in its colour (an ROI with the same
+    pixels as an earlier one in dashes over it), the pixels' true aspect, white around."""
+    import io
+
+    from PIL import Image
 
     from .fileio import atomic_write_bytes
 
-    ct, dose, masks, zoom = _slice_arrays(rois)
+    ct, dose, masks, (c0, c1, r0, r1) = _slice_arrays(rois)
     dmax = float(dose.max()) or 1.0
-    fig = plt.figure(figsize=(size_px / 100, size_px / 100), dpi=100)
-    ax = fig.add_axes((0, 0, 1, 1))
-    _draw(ax, ct, dose, masks, rois.ct.GetSpacing()[:2], window, dmax, zoom, linewidth=1.2)
-    return atomic_write_bytes(Path(path), _png_bytes(fig, 100))
+    sx, sy = rois.ct.GetSpacing()[:2]
+    w, h = c1 - c0 + 1, r1 - r0 + 1
+    scale = size_px / max(w * sx, h * sy)
+    width, height = max(1, int(round(w * sx * scale))), max(1, int(round(h * sy * scale)))
+    cols = c0 + np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+    rows = r0 + np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+    level, span = window
+    grey = np.clip((ct[np.ix_(rows, cols)] - (level - span / 2)) / span, 0.0, 1.0)
+    wash = dose_wash(dose[np.ix_(rows, cols)], dmax)
+    alpha = wash[..., 3:4]
+    rgb = grey[..., None] * (1 - alpha) + wash[..., :3] * alpha
+    same = _coincident_with(masks)
+    dashes = ((np.arange(height)[:, None] // 3 + np.arange(width)[None, :] // 3) % 2) == 0
+    for (name, m), colour in zip(masks.items(), ROI_COLOURS):
+        inside = m[np.ix_(rows, cols)]
+        edge = np.zeros_like(inside)
+        for axis in (0, 1):          # a 2-pixel line on each pixel edge between the ROI and the rest
+            step = np.diff(inside, axis=axis) != 0
+            lead = [slice(None)] * 2
+            lead[axis] = slice(None, -1)
+            trail = [slice(None)] * 2
+            trail[axis] = slice(1, None)
+            edge[tuple(lead)] |= step
+            edge[tuple(trail)] |= step
+        if name in same:
+            edge &= dashes
+        rgb[edge] = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    picture = np.full((size_px, size_px, 3), 255, np.uint8)
+    top, left = (size_px - height) // 2, (size_px - width) // 2
+    picture[top:top + height, left:left + width] = np.rint(rgb * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    return atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def _png_bytes(fig, dpi: int) -> bytes:
