@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from _common import REPO, cpu_seconds
+from _common import REPO, checkout_env, cpu_seconds
 
 
 def main(argv=None) -> int:
@@ -37,9 +37,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     for name in args.runs.split(","):
         code = args.old if name == "old" else str(REPO)
-        env = dict(os.environ, PYTHONPATH=code)
-        if name == "pyradiomics":
-            env["DOSERADIOMICS_ENGINE"] = "pyradiomics"
+        # the old checkout alone on the path; this one by checkout_env, as every benchmark child
+        env = dict(os.environ, PYTHONPATH=args.old) if name == "old" else \
+            checkout_env(**({"DOSERADIOMICS_ENGINE": "pyradiomics"} if name == "pyradiomics" else {}))
         extra = [] if name in ("old", "engine+screen") else ["--no-stability-screen"]
         out = tempfile.mkdtemp(prefix=f"cohort_{name.replace('+', '_')}_")
         load = os.getloadavg()[0]

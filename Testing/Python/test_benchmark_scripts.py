@@ -53,6 +53,9 @@ def test_child_processes_of_the_command_get_the_checkouts_path(script):
 
 
 def _assigned_from_checkout_env(tree, name: str) -> bool:
+    """``name = checkout_env(...)``, or an expression that calls it (another checkout's explicit
+    PYTHONPATH in one branch, as bench_cohort_commits.py's old commit)."""
     return any(isinstance(n, ast.Assign) and any(getattr(t, "id", "") == name for t in n.targets)
-               and isinstance(n.value, ast.Call) and getattr(n.value.func, "id", "") == "checkout_env"
+               and any(isinstance(c, ast.Call) and getattr(c.func, "id", "") == "checkout_env"
+                       for c in ast.walk(n.value))
                for n in ast.walk(tree))
