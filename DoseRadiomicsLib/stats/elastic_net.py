@@ -125,9 +125,21 @@ def _first_of_duplicates(Z: np.ndarray) -> np.ndarray:
     """Mask keeping the first column of every group of identical standardised columns (up to sign)."""
     signs = np.sign(Z[np.argmax(np.abs(Z) > 1e-9, axis=0), np.arange(Z.shape[1])])
     key = np.round(Z * np.where(signs == 0, 1.0, signs), 9)
-    _, first = np.unique(key, axis=1, return_index=True)
-    keep = np.zeros(Z.shape[1], dtype=bool)
-    keep[first] = True
+    keep = np.ones(Z.shape[1], dtype=bool)
+    # sorting whole columns is the slow part: only columns whose projection on a fixed vector ties
+    # with another's (within rounding) can be identical, and only those are compared exactly
+    h = np.linspace(1.0, 2.0, key.shape[0]) @ key
+    order = np.argsort(h, kind="stable")
+    hs = h[order]
+    near = np.diff(hs) <= 1e-9 * (1.0 + np.abs(hs[1:])) * key.shape[0]
+    tied = np.zeros(h.size, dtype=bool)
+    tied[:-1] |= near
+    tied[1:] |= near
+    cand = np.sort(order[tied])
+    if cand.size:
+        _, first = np.unique(key[:, cand], axis=1, return_index=True)
+        keep[cand] = False
+        keep[cand[first]] = True
     return keep
 
 
@@ -140,10 +152,6 @@ def _solve_or_none(M: np.ndarray, rhs: np.ndarray):
     if not np.all(np.isfinite(x)) or np.linalg.norm(M @ x - rhs) > 1e-8 * max(np.linalg.norm(rhs), 1e-300):
         return None
     return x
-
-
-#: indices of a diagonal (the l2 term added to a Hessian's coefficient block)
-_DIAG = np.arange(100_000)
 
 
 def _spd_solve_or_none(M: np.ndarray, rhs: np.ndarray):
@@ -326,7 +334,7 @@ class _Fit:
             H = BT @ BT.T  # numpy computes X X' as a symmetric rank-k update
             H /= n
             if l2:
-                H[_DIAG[:active.size] + 1, _DIAG[:active.size] + 1] += l2
+                H.flat[active.size + 2::active.size + 2] += l2  # the coefficients' diagonal
             delta = _spd_solve_or_none(H, g)
             if delta is None:
                 break
@@ -631,6 +639,7 @@ def logistic_elastic_net_path(X, y, lambdas, *, alpha: float = 1.0, tol: float =
     lam_prev = float(np.max(np.abs(grad))) / alpha  # where the path would start: all zero
     strong = np.zeros(fit.p, dtype=bool)
     n_fitted = L
+    sd_kept, mean_kept, y_one = sd[keep], mean[keep], y == 1
     before = None  # (lambda, intercept, coefficients) of the fit before the last one
     for k, lam in enumerate(lambdas):
         # sequential strong rule (Tibshirani et al. 2012); once strong, a feature stays strong
@@ -641,11 +650,13 @@ def logistic_elastic_net_path(X, y, lambdas, *, alpha: float = 1.0, tol: float =
         grad = fit.solve(lam, strong)
         before = last
         lam_prev = lam
-        beta = np.zeros(p)
-        beta[keep] = fit.beta / sd[keep]
-        coefs[k] = beta
-        intercepts[k] = fit.b0 - float(mean[keep] @ beta[keep])
-        dev = float(binomial_deviance(y, fit.prob))  # the probabilities the solver ended with
+        beta_k = fit.beta / sd_kept
+        coefs[k, keep] = beta_k
+        intercepts[k] = fit.b0 - float(mean_kept @ beta_k)
+        # binomial_deviance of the probabilities the solver ended with (y log p + (1 - y) log(1 - p)
+        # is log p or log(1 - p) exactly, so the same number with fewer calls)
+        pc = np.clip(fit.prob, P_MIN, 1 - P_MIN)
+        dev = -2 * (float(np.log(np.where(y_one, pc, 1 - pc)).sum()) / n)
         dev_ratio[k] = 1 - dev / fit.null_dev
         if not fit.converged:
             n_fitted = k + 1
