@@ -162,8 +162,8 @@ def _spd_solve_or_none(M: np.ndarray, rhs: np.ndarray):
     c, x, info = _posv(M, rhs)
     if info != 0:
         return None
-    d = np.diagonal(c)
-    if d.min() <= 1e-7 * d.max() or not np.isfinite(x).all():
+    d = c.diagonal()
+    if np.minimum.reduce(d) <= 1e-7 * np.maximum.reduce(d) or not math.isfinite(float(x @ x)):
         return None
     return x
 
@@ -288,7 +288,7 @@ class _Fit:
         """
         n, y = self.n, self.y
         slack = self.tol * lam
-        active = np.flatnonzero(self.beta)
+        active = self.beta.nonzero()[0]
         b_a = self.beta[active]
         signs = np.sign(b_a)
         b0 = self.b0
@@ -304,7 +304,7 @@ class _Fit:
             g[1:] -= l1 * signs
             if l2:
                 g[1:] -= l2 * b_a
-            gmax = float(np.abs(g).max())
+            gmax = float(np.maximum.reduce(np.abs(g)))
             if gmax <= slack:
                 # solved on the active set: the optimality conditions of the zero coefficients, on
                 # all features; violators enter with the sign of their gradient
@@ -328,7 +328,7 @@ class _Fit:
             if stalled:
                 break  # no descent left short of the tolerance: the general route takes over
             self.passes += 1
-            w = np.clip(prob, P_MIN, 1 - P_MIN)
+            w = np.minimum(np.maximum(prob, P_MIN), 1 - P_MIN)  # np.clip, without its wrappers
             w *= 1 - w
             BT = AT * np.sqrt(w)
             H = BT @ BT.T  # numpy computes X X' as a symmetric rank-k update
