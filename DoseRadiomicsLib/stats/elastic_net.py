@@ -30,7 +30,7 @@ Friedman, Hastie & Tibshirani (2010, J Stat Softw 33(1)):
   optimality conditions hold to ``tol`` (no further), then the optimality check on all features
   adding every violator. For a fixed active set and signs the
   minimiser is the same point either route reaches, so the numbers agree to the tolerance below
-  (measured on a bootstrap replicate's 33 paths: the objective within 5e-8 relative); it takes
+  (measured on bootstrap replicates' paths: the objective within 2e-7 relative); it takes
   a few small linear solves per lambda instead of IRLS rounds of coordinate passes (3-4.5x fewer
   CPU-s per bootstrap replicate, ``benchmarks/bench_bootstrap.py``). When it cannot finish
   (a singular active Gram matrix, e.g. exactly collinear features; no descent; signs that keep
