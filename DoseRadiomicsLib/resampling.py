@@ -76,8 +76,10 @@ def run_tasks(func, tasks: list, state: dict, workers: int = 1) -> list:
         pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
                                       initializer=_init, initargs=(state,))
     try:
-        # chunks keep the per-task overhead small; map returns results in task order
-        return list(pool.map(func, tasks, chunksize=max(1, len(tasks) // (8 * workers))))
+        # one task at a time: a task is a whole refit (seconds), so sending it costs nothing and the
+        # workers finish together (chunks of 12 left one worker idle for up to a chunk at the end);
+        # map returns results in task order
+        return list(pool.map(func, tasks, chunksize=1))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -76,7 +76,7 @@ def table(rows: list) -> str:
             oracle = f"{r['auc_oracle']:.3f}" if "auc_oracle" in r else "–"
             auc = f"{r['auc_apparent']:.3f} / {r['auc_corrected']:.3f} / {r['auc_validation']:.3f} / {oracle}"
         slope = f"{r['slope_corrected']:.3f}" if "slope_corrected" in r else "–"
-        per = f"{(r['cpu_s'] - base['cpu_s']) / r['replicates']:.0f}" if base and r["replicates"] else "–"
+        per = f"{(r['cpu_s'] - base['cpu_s']) / r['replicates']:.1f}" if base and r["replicates"] else "–"
         lines.append(f"| {r['replicates']} | {r['workers']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | {per} | {auc} | "
                      f"{slope} | {r['load_before']:.1f} -> {r['load_after']:.1f} |")
     boot = [r for r in rows if r["replicates"]]

@@ -161,3 +161,29 @@ def test_constant_features_and_bad_arguments():
         logistic_elastic_net_path(X, y, [0.1, 0.2])
     with pytest.raises(ValueError, match="alpha"):
         logistic_elastic_net_path(X, y, [0.1], alpha=0)
+
+
+def test_duplicate_screen_keeps_the_first_of_exactly_the_identical_standardised_columns():
+    # pyradiomics-like tables: copies, rescaled and negated copies, copies that differ below the
+    # 9-digit rounding, near-copies that do not, many features: the screen compares only columns
+    # whose projections tie, so check it against every column's rounded values grouped by hand
+    from DoseRadiomicsLib.stats.elastic_net import _first_of_duplicates, _standardise
+    rng = np.random.default_rng(7)
+    base = rng.normal(size=(60, 300))
+    cols = [base]
+    for j in rng.choice(300, 40, replace=False):
+        cols.append(np.column_stack([2.5 * base[:, j] - 3, -base[:, j], base[:, j] + 1e-13,
+                                     base[:, j] + 1e-6 * rng.normal(size=60)]))
+    cols.append(np.round(base[:, :20], 1))  # coarse values: ties within columns, not between them
+    X = np.column_stack(cols)[:, rng.permutation(sum(c.shape[1] for c in cols))]
+    Z, _, sd = _standardise(X)
+    keep = _first_of_duplicates(Z)
+    seen, expected = set(), np.zeros(Z.shape[1], dtype=bool)
+    for j in range(Z.shape[1]):
+        z = Z[:, j]
+        s = np.sign(z[np.argmax(np.abs(z) > 1e-9)])
+        key = tuple(np.round(z * (s if s else 1.0), 9).tolist())
+        expected[j] = key not in seen
+        seen.add(key)
+    assert 0 < (~expected).sum() < Z.shape[1]
+    np.testing.assert_array_equal(keep, expected)
