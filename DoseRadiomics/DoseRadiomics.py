@@ -2013,14 +2013,9 @@ class DoseRadiomicsLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             options = self.extractionOptions(isodoseGy=sliceRois.isodose_gy,
                                              isodoseTouchingGtv=roiSegmentationNode.GetAttribute(self.ATTR_TOUCHING) == "1",
                                              section=sliceRois.extent.spec if sliceRois.extent else "largest")
-        filtered = {} if options.stability_screen else None   # the filtered images, for the screen
-        features = pipeline.extract_rois(sliceRois, options, progress=progress, keep=filtered)
-        self.stability = None
-        if options.stability_screen:   # the library's screen, as the command line runs it
-            from DoseRadiomicsLib.stability import screen_rois
-            if progress:
-                progress("stability screen")
-            self.stability = screen_rois(sliceRois, options, features, filtered=filtered)
+        self.stability = None   # not the last patient's, should this extraction fail
+        # the features and the stability screen, as the command line computes them
+        features, self.stability = pipeline.extract_and_screen(sliceRois, options, progress=progress)
         unstable = (self.stability or {}).get("unstable", {})
         # Slicer's table storage writes numbers with 6 significant digits (vtkDelimitedTextWriter's
         # default), so a saved scene would round the features; the exact text column keeps every bit.

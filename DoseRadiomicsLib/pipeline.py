@@ -152,12 +152,9 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
                        patient=patient, hint=f"make the ROIs again with section {options.section}, or extract "
                                              f"with section {cut_for}")
     ex = extractors(options)
-    by_modality: "OrderedDict[str, OrderedDict]" = OrderedDict()
-    for name, mask in rois.masks.items():
-        by_modality.setdefault(roi_modality(name), OrderedDict())[name] = mask
     per_roi = {}
     where = "slice" if rois.extent is None else f"{rois.extent.spec} section"
-    for modality, masks in by_modality.items():
+    for modality, masks in rois.masks_by_modality().items():
         if progress:
             progress(f"extracting {', '.join(masks)} on the {modality} {where}")
         per_roi.update(ex[modality].extract_many(rois.image_for(next(iter(masks))), masks, patient=patient, keep=keep))
@@ -167,6 +164,28 @@ def extract_rois(rois: SliceROIs, options: ExtractionOptions, patient: str | Non
         for k, v in per_roi[name].items():
             row[f"{name}{suffix}{ROI_SEPARATOR}{k}"] = v
     return row
+
+
+def extract_and_screen(rois: SliceROIs, options: ExtractionOptions, patient: str | None = None,
+                       progress=None, timer=None) -> tuple:
+    """``(features, stability)``: :func:`extract_rois`, then, with ``options.stability_screen``, the
+    stability screen (:func:`stability.screen_rois`, the record's ``stability`` entry; else None) on
+    the filtered images the extraction kept. ``timer`` (a :class:`StageTimer`) laps "features" and
+    "stability"; ``progress(message)`` hears both steps. For every route that extracts: the command
+    line's patients and the Slicer module's Logic."""
+    filtered = {} if options.stability_screen else None
+    features = extract_rois(rois, options, patient=patient, progress=progress, keep=filtered)
+    if timer is not None:
+        timer.lap("features")
+    if not options.stability_screen:
+        return features, None
+    from .stability import screen_rois
+    if progress:
+        progress("stability screen")
+    stability = screen_rois(rois, options, features, patient=patient, filtered=filtered)
+    if timer is not None:
+        timer.lap("stability")
+    return features, stability
 
 
 def section_roi_name(roi: str, section: str = "largest") -> str:
@@ -322,15 +341,8 @@ def measure_patient(patient_id: str, ct, gtv: sitk.Image, dose_on_ct: sitk.Image
         dose_stats = dose_statistics if dose_statistics is not None else \
             gtv_dose_statistics(dose_on_ct, gtv, options.isodose_gy)
         timer.lap("slice_and_rois")
-        filtered = {} if options.stability_screen else None
-        features = extract_rois(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"), keep=filtered)
-        timer.lap("features")
-        stability = None
-        if options.stability_screen:
-            from .stability import screen_rois
-            say(f"[{pid}] stability screen")
-            stability = screen_rois(rois, options, features, patient=pid, filtered=filtered)
-            timer.lap("stability")
+        features, stability = extract_and_screen(rois, options, patient=pid, progress=lambda m: say(f"[{pid}] {m}"),
+                                                 timer=timer)
     except DoseRadiomicsError as exc:
         raise exc.with_context(patient=pid)
 

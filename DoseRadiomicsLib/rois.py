@@ -65,6 +65,13 @@ class SliceROIs:
     def image_for(self, roi: str) -> sitk.Image:
         return self.ct if roi_modality(roi) == "CT" else self.dose
 
+    def masks_by_modality(self) -> "OrderedDict[str, OrderedDict]":
+        """The ROI masks grouped by the image they are on: "CT" or "dose" -> {ROI: mask}, in order."""
+        out: "OrderedDict[str, OrderedDict]" = OrderedDict()
+        for name, mask in self.masks.items():
+            out.setdefault(roi_modality(name), OrderedDict())[name] = mask
+        return out
+
     def pixel_counts(self) -> dict:
         """Voxels of each ROI in the whole section (one slice, slab or volume)."""
         return {name: int(sitk.GetArrayViewFromImage(m).sum()) for name, m in self.masks.items()}

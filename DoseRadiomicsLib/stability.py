@@ -475,15 +475,11 @@ def screen_rois(rois, options, features: dict, patient: str | None = None, filte
     ``unstable``: feature column -> {perturbation: relative change} for every unstable feature.
     """
     from .pipeline import ROI_SEPARATOR, extractors
-    from .rois import roi_modality
 
     t0 = time.perf_counter()
     ex = extractors(options)
     suffix = options.section_spec.roi_suffix
     filtered = filtered or {}
-    by_modality: "OrderedDict[str, OrderedDict]" = OrderedDict()
-    for roi, mask in rois.masks.items():
-        by_modality.setdefault(roi_modality(roi), OrderedDict())[roi] = mask
     not_screened = OrderedDict()
     results: dict = {}
     by_column: dict = {}
@@ -492,7 +488,7 @@ def screen_rois(rois, options, features: dict, patient: str | None = None, filte
         by_column.setdefault(roi, {})[name] = value
     baselines = {roi: by_column.get(f"{roi}{suffix}", {}) for roi in rois.masks}
     n_screened = 0
-    for modality, masks in by_modality.items():
+    for modality, masks in rois.masks_by_modality().items():
         fx = ex[modality]
         reason = unsupported_reason(fx)
         if reason:
