@@ -90,14 +90,17 @@ def logistic(eta):
 
 
 def binomial_deviance(y: np.ndarray, prob: np.ndarray) -> np.ndarray:
-    """Mean binomial deviance -2 mean(y log p + (1-y) log(1-p)) per column of ``prob``.
+    """Mean binomial deviance -2 mean(y log p + (1-y) log(1-p)) per column of ``prob``, for 0/1
+    outcomes ``y``.
 
     ``prob`` is capped to [1e-5, 1 - 1e-5] as glmnet does, so a confident wrong prediction
-    costs a finite amount. ``prob`` may be 1-D (one model) or n x k (k models).
+    costs a finite amount. ``prob`` may be 1-D (one model) or n x k (k models). With y 0 or 1 the
+    sum is log p or log(1 - p) exactly, so one log of the chosen term gives the same numbers with
+    fewer operations (the path calls this once per lambda).
     """
     prob = np.clip(prob, P_MIN, 1 - P_MIN)
     yy = y[:, None] if prob.ndim == 2 else y
-    return -2 * np.mean(yy * np.log(prob) + (1 - yy) * np.log(1 - prob), axis=0)
+    return -2 * np.mean(np.log(np.where(yy == 1, prob, 1 - prob)), axis=0)
 
 
 def _standardise(X: np.ndarray):
@@ -639,7 +642,7 @@ def logistic_elastic_net_path(X, y, lambdas, *, alpha: float = 1.0, tol: float =
     lam_prev = float(np.max(np.abs(grad))) / alpha  # where the path would start: all zero
     strong = np.zeros(fit.p, dtype=bool)
     n_fitted = L
-    sd_kept, mean_kept, y_one = sd[keep], mean[keep], y == 1
+    sd_kept, mean_kept = sd[keep], mean[keep]
     before = None  # (lambda, intercept, coefficients) of the fit before the last one
     for k, lam in enumerate(lambdas):
         # sequential strong rule (Tibshirani et al. 2012); once strong, a feature stays strong
@@ -653,10 +656,7 @@ def logistic_elastic_net_path(X, y, lambdas, *, alpha: float = 1.0, tol: float =
         beta_k = fit.beta / sd_kept
         coefs[k, keep] = beta_k
         intercepts[k] = fit.b0 - float(mean_kept @ beta_k)
-        # binomial_deviance of the probabilities the solver ended with (y log p + (1 - y) log(1 - p)
-        # is log p or log(1 - p) exactly, so the same number with fewer calls)
-        pc = np.clip(fit.prob, P_MIN, 1 - P_MIN)
-        dev = -2 * (float(np.log(np.where(y_one, pc, 1 - pc)).sum()) / n)
+        dev = float(binomial_deviance(y, fit.prob))   # of the probabilities the solver ended with
         dev_ratio[k] = 1 - dev / fit.null_dev
         if not fit.converged:
             n_fitted = k + 1
