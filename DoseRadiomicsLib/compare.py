@@ -39,10 +39,10 @@ def model_file_name(label: str) -> str:
     return "".join(MODEL_FILE_NAMES.get(ch, ch) for ch in label) + ".json"
 
 
-def parse_feature_args(items, option: str = "--features", what: str = "FOLDER",
-                       example: str = "largest=feat2d largest:2=feat25d volume=feat3d") -> "OrderedDict[str, Path]":
-    """``["largest=DIR1", "volume=DIR2"]`` -> {label: path}; each label a section name, once. At least two
-    for ``--features``; ``option``/``what``/``example`` name another such option in its errors."""
+def parse_section_items(items, option: str, what: str, example: str) -> "OrderedDict[str, Path]":
+    """``["largest=DIR1", "volume=DIR2"]`` -> {label: path}; each label a section name, once. ``option``,
+    ``what`` and ``example`` name the option in its errors (``--features`` SECTION=FOLDER, ``--robustness``
+    SECTION=CSV)."""
     from .crosssection import parse_section
     out: "OrderedDict[str, Path]" = OrderedDict()
     for item in items or ():
@@ -53,8 +53,12 @@ def parse_feature_args(items, option: str = "--features", what: str = "FOLDER",
         if label in out:
             raise InputError(f"section {label} given twice in {option}")
         out[label] = Path(path.strip())
-    if option != "--features":
-        return out
+    return out
+
+
+def parse_feature_args(items) -> "OrderedDict[str, Path]":
+    """``--features``: at least two sections' cohort-extract folders (:func:`parse_section_items`)."""
+    out = parse_section_items(items, "--features", "FOLDER", "largest=feat2d largest:2=feat25d volume=feat3d")
     if len(out) < 2:
         raise InputError(f"compare needs the features of at least two sections, got {len(out)}",
                          hint="e.g. --features largest=feat2d volume=feat3d")
@@ -338,8 +342,8 @@ def run(args) -> int:
     screens = OrderedDict()
     if args.robustness:
         from .robustness import read_robustness
-        for label, csv in parse_feature_args(args.robustness, "--robustness", "CSV",
-                                             "largest=rob2d/robustness.csv volume=rob3d/robustness.csv").items():
+        for label, csv in parse_section_items(args.robustness, "--robustness", "CSV",
+                                              "largest=rob2d/robustness.csv volume=rob3d/robustness.csv").items():
             screens[label] = (read_robustness(csv), args.min_icc, csv)
     result, trained = compare_sections(tables, manifest, seed=args.seed, options=options,
                                        fingerprints=fingerprints, ground_truth=truth, workers=args.workers,
